@@ -1,0 +1,59 @@
+"""binderless: wiring only. Routes live in chalicelib/routes; the domain in chalicelib/services."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from chalice import Chalice, Rate, Response
+from chalice.app import CloudWatchEvent, Request
+
+from chalicelib.context import get_services
+from chalicelib.errors import error_body
+from chalicelib.logs import configure_logging
+from chalicelib.routes.builds import builds
+from chalicelib.routes.deployments import deployments
+from chalicelib.routes.meta import meta
+from chalicelib.routes.pools import pools
+from chalicelib.routes.stagings import stagings
+
+app = Chalice(app_name="binderless")
+logger = configure_logging()
+
+for blueprint in (builds, stagings, deployments, pools, meta):
+    app.register_blueprint(blueprint)
+
+
+@app.middleware("http")
+def chalice_errors_as_json(event: Request, get_response: Callable[[Request], Response]) -> Response:
+    """Chalice answers unknown routes, wrong methods and content types itself; give those our shape too."""
+    response = get_response(event)
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
+        code = str(body["Code"]).removesuffix("Error") or "Error"
+        return Response(body=error_body(code, str(body.get("Message", ""))),
+                        headers={**response.headers, "Content-Type": "application/json"},
+                        status_code=response.status_code)
+    return response
+
+
+@app.on_cw_event({"source": ["aws.codebuild"], "detail-type": ["CodeBuild Build State Change"]},
+                 name="build_events")
+def on_build_event(event: CloudWatchEvent) -> dict[str, Any]:
+    services = get_services()
+    parsed = services.builds.builder.from_event(event.detail)
+    build = services.builds.apply_event(parsed) if parsed else None
+    return {"image-name": build.image_name, "status": build.status.value} if build else {"ignored": True}
+
+
+@app.on_cw_event({"source": ["aws.ecs"], "detail-type": ["ECS Task State Change"]}, name="task_events")
+def on_task_event(event: CloudWatchEvent) -> dict[str, Any]:
+    services = get_services()
+    task = services.servers.spawner.from_event(event.detail)
+    server = services.servers.apply_event(task) if task else None
+    return {"id": server.id, "status": server.state.value} if server else {"ignored": True}
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="keeper")
+def keep_pools(event: Any) -> dict[str, int]:
+    """Every minute: reconcile what fell due, refill and trim pools."""
+    return get_services().pools.tick()

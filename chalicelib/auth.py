@@ -1,0 +1,108 @@
+"""API tokens: random, stored as SHA-256 hashes, carrying scopes; and which endpoints need one."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Callable
+
+from chalicelib.config import Settings
+from chalicelib.errors import Forbidden, Invalid, NotFound, Unauthorized
+from chalicelib.models import Token
+from chalicelib.store.tokens import TokenStore
+
+# endpoint -> the scope a token needs when the operator has not made the endpoint public
+ENDPOINT_SCOPES = {
+    "builds.create": "builds",
+    "builds.get": "builds",
+    "builds.find": "builds",
+    "builds.status": "builds",
+    "images.register": "admin",
+    "stagings.create": "stagings",
+    "stagings.get": "stagings",
+    "stagings.status": "stagings",
+    "deployments.create": "deployments",
+    "deployments.get": "deployments",
+    "deployments.list": "deployments",
+    "deployments.delete": "deployments",
+    "pools.get": "pools",
+    "pools.list": "pools",
+    "pools.put": "pools",
+    "pools.delete": "pools",
+}
+ALWAYS_PUBLIC = frozenset({"health", "versions"})
+CHALLENGE = {"WWW-Authenticate": 'token realm="binderless"'}
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def parse_authorization(header: str | None) -> str | None:
+    """The token in ``token T``, ``Bearer T`` or a bare ``T`` (the seeds send it bare)."""
+    if not header or not header.strip():
+        return None
+    parts = header.strip().split()
+    if len(parts) == 2 and parts[0].lower() in ("token", "bearer"):
+        return parts[1]
+    return parts[0] if len(parts) == 1 else None
+
+
+class Authenticator:
+    def __init__(self, settings: Settings, tokens: TokenStore, clock: Callable[[], int]) -> None:
+        self.settings = settings
+        self.tokens = tokens
+        self.clock = clock
+        unknown = set(settings.public_endpoints) - set(ENDPOINT_SCOPES)
+        if unknown:
+            raise ValueError(f"BINDERLESS_PUBLIC_ENDPOINTS names unknown endpoints: {sorted(unknown)}")
+
+    def is_public(self, endpoint: str) -> bool:
+        return endpoint in ALWAYS_PUBLIC or endpoint in self.settings.public_endpoints
+
+    def authorize(self, endpoint: str, header: str | None) -> None:
+        """Raise Unauthorized/Forbidden unless the endpoint is public or the token has its scope."""
+        if self.is_public(endpoint):
+            return
+        scopes = self.scopes_of(header)
+        needed = ENDPOINT_SCOPES[endpoint]
+        if needed not in scopes and "admin" not in scopes:
+            raise Forbidden(f"This token does not have the '{needed}' scope that this endpoint needs.")
+
+    def scopes_of(self, header: str | None) -> frozenset[str]:
+        token = parse_authorization(header)
+        if token is None:
+            raise Unauthorized("This endpoint needs an API token: send 'Authorization: token <your token>'.",
+                               headers=CHALLENGE)
+        admin = self.settings.admin_token
+        if admin and hmac.compare_digest(token.encode(), admin.encode()):
+            return frozenset({"admin"})
+        digest = hash_token(token)
+        stored = self.tokens.get(digest)
+        # The lookup is by hash, so its timing tells nothing about the token; compare anyway.
+        if stored is None or not hmac.compare_digest(stored.digest, digest):
+            raise Unauthorized("The API token is not valid (unknown or revoked).", headers=CHALLENGE)
+        if stored.expires_at and stored.expires_at <= self.clock():
+            raise Unauthorized("The API token has expired; ask the operator for a new one.", headers=CHALLENGE)
+        return frozenset(stored.scopes)
+
+    def create_token(self, name: str, scopes: list[str], ttl: int | None = None) -> tuple[str, Token]:
+        """A new token; the plain value is returned once and never stored."""
+        plain = secrets.token_urlsafe(32)
+        try:
+            record = Token(digest=hash_token(plain), name=name, scopes=scopes, created_at=self.clock(),
+                           expires_at=self.clock() + ttl if ttl else 0)
+        except ValueError as error:
+            raise Invalid(str(error)) from None
+        self.tokens.create(record)
+        return plain, record
+
+    def revoke(self, token_or_id: str) -> Token:
+        """Revoke by the token itself, or by the id (hash prefix, >= 8 characters) that ``list`` shows."""
+        for record in self.tokens.all():
+            if record.digest == hash_token(token_or_id) or (
+                    len(token_or_id) >= 8 and record.digest.startswith(token_or_id)):
+                self.tokens.delete(record.digest)
+                return record
+        raise NotFound("No such token.")

@@ -1,0 +1,158 @@
+"""Builder on CodeBuild + ECR: repo2docker runs in a CodeBuild project (see buildspec.yml).
+
+Images are tagged with the service's deterministic image name, so an image already in ECR
+is the finished build and nothing is started. Build parameters reach the project as
+environment variable overrides; the same variables come back in the state-change event,
+which is how an event is matched to its image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.backends.aws_common import aws_errors, chunks, error_code
+from chalicelib.backends.base import BuildEvent, BuildRequest, BuildState, BuildStatus, Handle
+from chalicelib.config import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_codebuild import CodeBuildClient
+    from mypy_boto3_codebuild.type_defs import BuildTypeDef
+    from mypy_boto3_ecr import ECRClient
+
+# CodeBuild build statuses (API buildStatus and the event's build-status use the same words).
+BUILD_STATUS: dict[str, BuildStatus] = {
+    "IN_PROGRESS": "pending",
+    "SUCCEEDED": "completed",
+    "FAILED": "failed",
+    "FAULT": "failed",
+    "STOPPED": "failed",
+    "TIMED_OUT": "failed",
+}
+NOT_FOUND = "build record not found"
+
+# (phase type, phase status, context message)
+Phase = tuple[str, str, str]
+
+
+def failure_reason(build_status: str, phases: Iterable[Phase]) -> str:
+    """Name the first phase that did not succeed, with CodeBuild's context message if any."""
+    for phase_type, phase_status, message in phases:
+        if phase_status and phase_status != "SUCCEEDED":
+            reason = f"{phase_type} phase {phase_status.lower().replace('_', ' ')}"
+            return f"{reason}: {message}" if message else reason
+    return f"build {build_status.lower().replace('_', ' ')}"
+
+
+def _variable(variables: Iterable[Mapping[str, Any]], name: str) -> str:
+    return next((str(v.get("value", "")) for v in variables if v.get("name") == name), "")
+
+
+class AwsBuilder:
+    """``Builder`` port on CodeBuild (repo2docker) and ECR."""
+
+    def __init__(self, settings: Settings, *, codebuild: CodeBuildClient | None = None, ecr: ECRClient | None = None):
+        self.settings = settings
+        self._codebuild = codebuild
+        self._ecr = ecr
+
+    @property
+    def codebuild(self) -> CodeBuildClient:
+        if self._codebuild is None:
+            import boto3
+
+            self._codebuild = boto3.client("codebuild", region_name=self.settings.region)
+        return self._codebuild
+
+    @property
+    def ecr(self) -> ECRClient:
+        if self._ecr is None:
+            import boto3
+
+            self._ecr = boto3.client("ecr", region_name=self.settings.region)
+        return self._ecr
+
+    def image_uri(self, image_name: str) -> str:
+        return f"{self.settings.ecr_repository_uri}:{image_name}"
+
+    def start(self, request: BuildRequest) -> BuildState:
+        image = self.image_uri(request.image_name)
+        if self._image_exists(request.image_name):
+            return BuildState("completed", image=image)
+        variables = {
+            "REPOSITORY": request.repository,
+            "REF": request.ref,
+            "COMMIT": request.commit,
+            "IMAGE_NAME": request.image_name,
+            "IMAGE_URI": image,
+        }
+        with aws_errors("CodeBuild StartBuild"):
+            reply = self.codebuild.start_build(
+                projectName=self.settings.codebuild_project,
+                environmentVariablesOverride=[
+                    {"name": name, "value": value, "type": "PLAINTEXT"} for name, value in variables.items()
+                ],
+            )
+        return BuildState("pending", image=image, handle={"build_id": reply["build"]["id"]})
+
+    def _image_exists(self, image_name: str) -> bool:
+        with aws_errors("ECR DescribeImages"):
+            try:
+                self.ecr.describe_images(
+                    repositoryName=self.settings.ecr_repository_name, imageIds=[{"imageTag": image_name}]
+                )
+            except Exception as exc:
+                if error_code(exc) == "ImageNotFoundException":
+                    return False
+                raise  # a missing repository is the operator's problem: BackendError
+        return True
+
+    def poll(self, handles: Sequence[Handle]) -> list[BuildState]:
+        ids = [handle["build_id"] for handle in handles if handle.get("build_id")]
+        found: dict[str, BuildTypeDef] = {}
+        for batch in chunks(ids, 100):
+            with aws_errors("CodeBuild BatchGetBuilds"):
+                reply = self.codebuild.batch_get_builds(ids=list(batch))
+            found.update((build["id"], build) for build in reply.get("builds", []))
+        return [self._state_of(found.get(handle.get("build_id", "")), handle) for handle in handles]
+
+    def _state_of(self, build: BuildTypeDef | None, handle: Handle) -> BuildState:
+        if build is None:
+            return BuildState("failed", reason=NOT_FOUND, handle=dict(handle))
+        phases = [
+            (
+                str(p.get("phaseType", "")),
+                str(p.get("phaseStatus", "")),
+                "; ".join(c.get("message") or c.get("statusCode", "") for c in p.get("contexts", [])),
+            )
+            for p in build.get("phases", [])
+        ]
+        variables = build.get("environment", {}).get("environmentVariables", [])
+        return self._state(build.get("buildStatus", ""), phases, _variable(variables, "IMAGE_NAME"), build["id"])
+
+    def _state(self, build_status: str, phases: Sequence[Phase], image_name: str, build_id: str) -> BuildState:
+        # An unknown status is treated as still running: the schedule polls again later.
+        status = BUILD_STATUS.get(build_status, "pending")
+        reason = failure_reason(build_status, phases) if status == "failed" else ""
+        image = self.image_uri(image_name) if image_name else ""
+        return BuildState(status, image=image, reason=reason, handle={"build_id": build_id})
+
+    def from_event(self, detail: Mapping[str, Any]) -> BuildEvent | None:
+        """Translate an EventBridge "CodeBuild Build State Change" detail."""
+        if detail.get("project-name") != self.settings.codebuild_project:
+            return None
+        info = detail.get("additional-information") or {}
+        image_name = _variable(info.get("environment", {}).get("environment-variables", []), "IMAGE_NAME")
+        if not image_name:
+            return None  # started by hand, not by us: nothing to update
+        phases = [
+            (
+                str(p.get("phase-type", "")),
+                str(p.get("phase-status", "")),
+                # Events pad empty contexts as ": ".
+                "; ".join(str(c) for c in p.get("phase-context") or [] if str(c).strip(": ")),
+            )
+            for p in info.get("phases", [])
+        ]
+        state = self._state(str(detail.get("build-status", "")), phases, image_name, str(detail.get("build-id", "")))
+        return BuildEvent(image_name, state)

@@ -1,0 +1,296 @@
+"""Stager and spawner on ECS Fargate: a task definition per environment, a task per server.
+
+Tokens for a batch. RunTask starts up to 10 tasks in one call but applies one set of
+overrides to all of them, so it cannot carry a different token for each. Each call gets a
+fresh random batch key instead (``BINDERLESS_BATCH_KEY``); every task derives its token as
+HMAC-SHA256(key, its own task id) in ``bootstrap.BOOTSTRAP``, and this module computes the
+same value from the ARNs RunTask returns (``bootstrap.token_for``).
+
+The trade-off: the key is shared by the at most ``max_batch`` sibling tasks of one call.
+The bootstrap removes it from the environment before exec'ing jupyter, so a notebook user
+never sees it, and a token (an HMAC output) does not reveal it. Forging a sibling's token
+would take the key *and* the sibling's task id, which binderless never shows. The key does
+remain visible where the task's overrides are: ecs:DescribeTasks, the RunTask request in
+CloudTrail and the ECS state-change events. Those readers are operators who can stop the
+task anyway; handlers must still not log event details verbatim.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from chalicelib import errors
+from chalicelib.backends.aws_common import aws_errors, chunks, error_code, error_message
+from chalicelib.backends.base import EnvironmentSpec, Handle, Launched, Sidecar, TaskState, TaskStatus
+from chalicelib.backends.bootstrap import KEY_VARIABLE, bootstrap_command, token_for
+from chalicelib.config import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ecs import ECSClient
+    from mypy_boto3_ecs.type_defs import (
+        AwsVpcConfigurationTypeDef,
+        ContainerDefinitionTypeDef,
+        ContainerOverrideTypeDef,
+        FailureTypeDef,
+        LogConfigurationTypeDef,
+        RegisterTaskDefinitionRequestTypeDef,
+    )
+
+NOTEBOOK = "notebook"
+STARTED_BY = "binderless"
+TASK_STATUS: dict[str, TaskStatus] = {
+    "PROVISIONING": "starting",
+    "PENDING": "starting",
+    "ACTIVATING": "starting",
+    "RUNNING": "running",
+    "DEACTIVATING": "stopped",
+    "STOPPING": "stopped",
+    "DEPROVISIONING": "stopped",
+    "STOPPED": "stopped",
+    "DELETED": "stopped",
+}
+# describe_tasks says "ElasticNetworkInterface"; ECS state-change events say "eni".
+ENI_TYPES = ("ElasticNetworkInterface", "eni")
+
+
+def task_id(task_arn: str) -> str:
+    return task_arn.rsplit("/", 1)[-1]
+
+
+def family_name(environment_name: str) -> str:
+    # Task definition families allow letters, digits, "-" and "_" only (255 at most).
+    return re.sub(r"[^A-Za-z0-9_-]", "-", f"binderless-{environment_name}")[:255]
+
+
+def eni_details(task: Mapping[str, Any]) -> dict[str, str]:
+    """name -> value of the task's network interface attachment (empty until attached)."""
+    for attachment in task.get("attachments") or []:
+        if attachment.get("type") in ENI_TYPES:
+            return {d["name"]: d.get("value", "") for d in attachment.get("details", []) if "name" in d}
+    return {}
+
+
+class AwsStager:
+    """``Stager`` port: one Fargate task definition per environment."""
+
+    def __init__(self, settings: Settings, *, ecs: ECSClient | None = None):
+        self.settings = settings
+        self._ecs = ecs
+
+    @property
+    def ecs(self) -> ECSClient:
+        if self._ecs is None:
+            import boto3
+
+            self._ecs = boto3.client("ecs", region_name=self.settings.region)
+        return self._ecs
+
+    def register(self, spec: EnvironmentSpec) -> Handle:
+        cpu = spec.cpu - sum(sidecar.cpu for sidecar in spec.sidecars)
+        memory = spec.memory - sum(sidecar.memory for sidecar in spec.sidecars)
+        if cpu <= 0 or memory <= 0:
+            raise errors.Invalid("the services need all the cpu or memory of the environment; raise the limits")
+        notebook: ContainerDefinitionTypeDef = {
+            "name": NOTEBOOK,
+            "image": spec.image,
+            "essential": True,
+            "cpu": cpu,
+            "memory": memory,
+            "portMappings": [{"containerPort": self.settings.server_port, "protocol": "tcp"}],
+        }
+        containers = [notebook, *(self._sidecar(sidecar) for sidecar in spec.sidecars)]
+        if self.settings.log_group:
+            for container in containers:
+                container["logConfiguration"] = self._logs()
+        request: RegisterTaskDefinitionRequestTypeDef = {
+            "family": family_name(spec.name),
+            "networkMode": "awsvpc",
+            "requiresCompatibilities": ["FARGATE"],
+            "cpu": str(spec.cpu),
+            "memory": str(spec.memory),
+            "containerDefinitions": containers,
+        }
+        if self.settings.execution_role_arn:  # needed to pull from ECR and to write logs
+            request["executionRoleArn"] = self.settings.execution_role_arn
+        if self.settings.task_role_arn:
+            request["taskRoleArn"] = self.settings.task_role_arn
+        with aws_errors("ECS RegisterTaskDefinition"):
+            reply = self.ecs.register_task_definition(**request)
+        return {"task_definition": reply["taskDefinition"]["taskDefinitionArn"]}
+
+    def _sidecar(self, sidecar: Sidecar) -> ContainerDefinitionTypeDef:
+        # Not essential: a crashed database should not take the user's notebook down with it.
+        container: ContainerDefinitionTypeDef = {
+            "name": sidecar.name,
+            "image": sidecar.image,
+            "essential": False,
+            "cpu": sidecar.cpu,
+            "memory": sidecar.memory,
+            "environment": [{"name": name, "value": value} for name, value in sidecar.environment.items()],
+        }
+        if sidecar.port:
+            container["portMappings"] = [{"containerPort": sidecar.port, "protocol": "tcp"}]
+        return container
+
+    def _logs(self) -> LogConfigurationTypeDef:
+        options = {
+            "awslogs-group": self.settings.log_group,
+            "awslogs-region": self.settings.region,
+            "awslogs-stream-prefix": STARTED_BY,
+        }
+        return {"logDriver": "awslogs", "options": options}
+
+
+class AwsSpawner:
+    """``Spawner`` port: notebook servers as Fargate tasks, up to 10 per RunTask call."""
+
+    max_batch = 10  # RunTask's own limit on count
+
+    def __init__(self, settings: Settings, *, ecs: ECSClient | None = None, ec2: EC2Client | None = None):
+        self.settings = settings
+        self._ecs = ecs
+        self._ec2 = ec2
+
+    @property
+    def ecs(self) -> ECSClient:
+        if self._ecs is None:
+            import boto3
+
+            self._ecs = boto3.client("ecs", region_name=self.settings.region)
+        return self._ecs
+
+    @property
+    def ec2(self) -> EC2Client:
+        if self._ec2 is None:
+            import boto3
+
+            self._ec2 = boto3.client("ec2", region_name=self.settings.region)
+        return self._ec2
+
+    def start(self, environment: Handle, server_ids: Sequence[str]) -> list[Launched]:
+        if not 0 < len(server_ids) <= self.max_batch:
+            raise ValueError(f"start takes 1 to {self.max_batch} server ids, got {len(server_ids)}")
+        key = secrets.token_hex(32)
+        override: ContainerOverrideTypeDef = {
+            "name": NOTEBOOK,
+            "command": bootstrap_command(self.settings.server_port),
+            "environment": [{"name": KEY_VARIABLE, "value": key}],
+        }
+        with aws_errors("ECS RunTask"):
+            reply = self.ecs.run_task(
+                cluster=self.settings.cluster,
+                taskDefinition=environment["task_definition"],
+                launchType="FARGATE",
+                count=len(server_ids),
+                networkConfiguration={"awsvpcConfiguration": self._awsvpc()},
+                startedBy=STARTED_BY,
+                overrides={"containerOverrides": [override]},
+            )
+        tasks, failures = reply.get("tasks", []), reply.get("failures", [])
+        launched = [
+            Launched(server_id, token=token_for(key, task["taskArn"]), handle={"task_arn": task["taskArn"]})
+            for server_id, task in zip(server_ids, tasks)
+        ]
+        for index, server_id in enumerate(server_ids[len(tasks) :]):
+            failure: FailureTypeDef = failures[min(index, len(failures) - 1)] if failures else {}
+            reason = ": ".join(part for part in (failure.get("reason"), failure.get("detail")) if part)
+            launched.append(Launched(server_id, failure=reason or "ECS did not start the task"))
+        return launched
+
+    def _awsvpc(self) -> AwsVpcConfigurationTypeDef:
+        config: AwsVpcConfigurationTypeDef = {
+            "subnets": list(self.settings.subnets),
+            "assignPublicIp": "ENABLED" if self.settings.assign_public_ip else "DISABLED",
+        }
+        if self.settings.security_groups:  # none given: the VPC's default security group
+            config["securityGroups"] = list(self.settings.security_groups)
+        return config
+
+    def stop(self, handle: Handle, reason: str) -> None:
+        if not handle.get("task_arn"):
+            return
+        with aws_errors("ECS StopTask"):
+            try:
+                self.ecs.stop_task(cluster=self.settings.cluster, task=handle["task_arn"], reason=reason[:255])
+            except Exception as exc:
+                if not self._already_gone(exc):
+                    raise
+
+    @staticmethod
+    def _already_gone(exc: Exception) -> bool:
+        # ECS forgets stopped tasks after a while and then answers "The referenced task was not found".
+        code = error_code(exc)
+        return code == "ClientException" or (
+            code == "InvalidParameterException" and "not found" in error_message(exc).lower()
+        )
+
+    def describe(self, handles: Sequence[Handle]) -> list[TaskState]:
+        arns = [handle["task_arn"] for handle in handles if handle.get("task_arn")]
+        found: dict[str, Mapping[str, Any]] = {}
+        for batch in chunks(arns, 100):
+            with aws_errors("ECS DescribeTasks"):
+                reply = self.ecs.describe_tasks(cluster=self.settings.cluster, tasks=list(batch))
+            # Keyed by task id: a handle may hold the short or the long ARN format.
+            found.update((task_id(task["taskArn"]), task) for task in reply.get("tasks", []))
+        public_ips = self._public_ips(list(found.values()))
+        states = []
+        for handle in handles:
+            task = found.get(task_id(handle.get("task_arn", "")))
+            if task is None:
+                states.append(TaskState(dict(handle), "stopped", reason="task not found"))
+            else:
+                states.append(self._state(task, dict(handle), public_ips))
+        return states
+
+    def from_event(self, detail: Mapping[str, Any]) -> TaskState | None:
+        """Translate an EventBridge "ECS Task State Change" detail about one of our tasks."""
+        cluster = self.settings.cluster
+        cluster_arn = str(detail.get("clusterArn", ""))
+        if not (cluster_arn == cluster or cluster_arn.endswith(f"/{cluster}")):
+            return None
+        if detail.get("startedBy") != STARTED_BY or not detail.get("taskArn"):
+            return None
+        return self._state(detail, {"task_arn": str(detail["taskArn"])}, self._public_ips([detail]))
+
+    def _state(self, task: Mapping[str, Any], handle: Handle, public_ips: Mapping[str, str]) -> TaskState:
+        status = TASK_STATUS.get(str(task.get("lastStatus", "")), "starting")
+        if status == "stopped":
+            reason = task.get("stoppedReason") or task.get("stopCode") or "stopped"
+            return TaskState(handle, "stopped", reason=str(reason))
+        if status == "running":
+            url = self._url(eni_details(task), public_ips)
+            if url:
+                return TaskState(handle, "running", url=url)
+            # Without an address nobody can reach it yet: still starting, as far as users go.
+            return TaskState(handle, "starting", reason="waiting for a network address")
+        return TaskState(handle, "starting")
+
+    def _url(self, eni: Mapping[str, str], public_ips: Mapping[str, str]) -> str:
+        if self.settings.address == "public":
+            host = public_ips.get(eni.get("networkInterfaceId", ""), "")
+        else:
+            host = eni.get("privateIPv4Address", "")
+        return f"{self.settings.location_scheme}://{host}:{self.settings.server_port}/" if host else ""
+
+    def _public_ips(self, tasks: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+        """network interface id -> public IP, for the running tasks among ``tasks``: one EC2 call."""
+        if self.settings.address != "public":
+            return {}
+        enis = [
+            eni_details(task).get("networkInterfaceId", "") for task in tasks if task.get("lastStatus") == "RUNNING"
+        ]
+        enis = [eni for eni in enis if eni]
+        if not enis:
+            return {}
+        # A filter, not NetworkInterfaceIds: one interface deleted meanwhile must not fail the rest.
+        with aws_errors("EC2 DescribeNetworkInterfaces"):
+            reply = self.ec2.describe_network_interfaces(Filters=[{"Name": "network-interface-id", "Values": enis}])
+        return {
+            eni["NetworkInterfaceId"]: eni["Association"]["PublicIp"]
+            for eni in reply.get("NetworkInterfaces", [])
+            if eni.get("Association", {}).get("PublicIp")
+        }

@@ -1,0 +1,124 @@
+"""Ports: what the services need from a build system, a container platform and git hosting.
+
+Shaped like BinderHub's BuildExecutor and JupyterHub's Spawner: a small lifecycle
+(start / stop / describe) that returns an opaque, JSON-able ``handle`` the store saves
+(a CodeBuild id, a task ARN, a pid). Adapters live beside this file: ``aws`` and ``local``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Protocol, Sequence
+
+Handle = dict[str, str]
+BuildStatus = Literal["pending", "completed", "failed"]
+TaskStatus = Literal["starting", "running", "stopped"]
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    image_name: str
+    repository: str
+    ref: str
+    commit: str
+
+
+@dataclass(frozen=True)
+class BuildState:
+    """Where a build stands. ``image`` is the pullable image reference once known."""
+
+    status: BuildStatus
+    image: str = ""
+    reason: str = ""
+    handle: Handle = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuildEvent:
+    image_name: str
+    state: BuildState
+
+
+class Builder(Protocol):
+    def start(self, request: BuildRequest) -> BuildState:
+        """Start building, or report ``completed`` when the image already exists."""
+
+    def poll(self, handles: Sequence[Handle]) -> list[BuildState]:
+        """Current state of each build, in the same order (the schedule's reconcile)."""
+
+    def from_event(self, detail: Mapping[str, Any]) -> BuildEvent | None:
+        """Translate a platform event about a build, or None if it is not ours."""
+
+
+class RefResolver(Protocol):
+    def resolve(self, repository: str, ref: str) -> str:
+        """The 40-hex commit that ``ref`` names in ``repository``.
+
+        Raises errors.NotFound for an unknown ref, errors.BadRequest for a repository that
+        cannot be read."""
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """A service container from the operator's catalog, next to the notebook."""
+
+    name: str
+    image: str
+    cpu: int
+    memory: int
+    port: int = 0
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """What a staging asks the platform to prepare. cpu in units (1024 = 1 vCPU), memory in MiB."""
+
+    name: str
+    image: str
+    cpu: int
+    memory: int
+    sidecars: tuple[Sidecar, ...] = ()
+
+
+class Stager(Protocol):
+    def register(self, spec: EnvironmentSpec) -> Handle:
+        """Make the environment launchable (an ECS task definition); return its handle."""
+
+
+@dataclass(frozen=True)
+class Launched:
+    """One server the platform accepted (``handle`` set) or refused (``failure`` set).
+
+    ``token`` is the secret the notebook server will require; the service stores it."""
+
+    server_id: str
+    token: str = field(default="", repr=False)
+    handle: Handle = field(default_factory=dict)
+    failure: str = ""
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """A server's process/task as the platform sees it. ``url`` is its base URL once running."""
+
+    handle: Handle
+    status: TaskStatus
+    url: str = ""
+    reason: str = ""
+
+
+class Spawner(Protocol):
+    max_batch: int
+
+    def start(self, environment: Handle, server_ids: Sequence[str]) -> list[Launched]:
+        """Start one server per id (at most ``max_batch``), one result per id, same order."""
+
+    def stop(self, handle: Handle, reason: str) -> None:
+        """Ask the platform to stop a server; stopping a stopped server is not an error."""
+
+    def describe(self, handles: Sequence[Handle]) -> list[TaskState]:
+        """Current state of each server, in the same order."""
+
+    def from_event(self, detail: Mapping[str, Any]) -> TaskState | None:
+        """Translate a platform event about a task, or None if it is not ours."""

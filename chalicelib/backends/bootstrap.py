@@ -1,0 +1,46 @@
+"""The notebook container's entry command: derive this task's own token, then exec jupyter.
+
+ECS RunTask applies one set of overrides to every task of a batch, so the spawner cannot hand
+each task its own token. It hands the batch a random key instead; each task derives its token
+as HMAC(key, its own task id), which the spawner can compute too from the ARN RunTask returns.
+``BOOTSTRAP`` runs inside the user's image (``python3 -c``), so it uses the standard library
+only, and it must compute exactly what ``token_for`` computes (a test runs both).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+KEY_VARIABLE = "BINDERLESS_BATCH_KEY"
+
+# argv[1] is the port. The key leaves the environment before exec, so neither the notebook
+# user nor the kernels it starts can read it; the token goes through JUPYTER_TOKEN, not argv,
+# so it does not show in `ps`. The metadata endpoint can lag the container by a moment: retry.
+BOOTSTRAP = """\
+import hashlib, hmac, json, os, sys, time, urllib.request
+key = os.environ.pop("BINDERLESS_BATCH_KEY")
+for attempt in range(10):
+    try:
+        with urllib.request.urlopen(os.environ["ECS_CONTAINER_METADATA_URI_V4"] + "/task", timeout=5) as r:
+            arn = json.load(r)["TaskARN"]
+        break
+    except OSError:
+        if attempt == 9:
+            raise
+        time.sleep(1)
+task_id = arn.rsplit("/", 1)[-1]
+os.environ["JUPYTER_TOKEN"] = hmac.new(key.encode(), task_id.encode(), hashlib.sha256).hexdigest()[:48]
+os.execvp("jupyter", ["jupyter", "server", "--ip=0.0.0.0", "--port=" + sys.argv[1], "--no-browser"])
+"""
+
+
+def token_for(key: str, task_arn: str) -> str:
+    """The token the task ``task_arn`` derives from its batch key (192 bits, hex)."""
+    task_id = task_arn.rsplit("/", 1)[-1]
+    return hmac.new(key.encode(), task_id.encode(), hashlib.sha256).hexdigest()[:48]
+
+
+def bootstrap_command(port: int) -> list[str]:
+    """The container command override that runs ``BOOTSTRAP`` for a server on ``port``."""
+    return ["python3", "-c", BOOTSTRAP, str(port)]

@@ -1,0 +1,128 @@
+"""One typed Settings object, read once from the environment (the stage variables)."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Endpoints anyone may call without a token, as the seeds show them.
+DEFAULT_PUBLIC_ENDPOINTS = (
+    "builds.create",
+    "builds.get",
+    "builds.find",
+    "deployments.create",
+    "deployments.get",
+    "pools.get",
+)
+
+# name -> version -> sidecar container. Operators replace it with BINDERLESS_SERVICE_CATALOG.
+DEFAULT_SERVICE_CATALOG: dict[str, Any] = {
+    "postgres": {
+        "16": {
+            "image": "public.ecr.aws/docker/library/postgres:16",
+            "cpu": 256,
+            "memory": 512,
+            "port": 5432,
+            "environment": {"POSTGRES_PASSWORD": "binder", "POSTGRES_USER": "binder"},
+            "params": {"database": "POSTGRES_DB"},
+        }
+    },
+    "redis": {
+        "7": {
+            "image": "public.ecr.aws/docker/library/redis:7",
+            "cpu": 128,
+            "memory": 256,
+            "port": 6379,
+            "environment": {},
+            "params": {},
+        }
+    },
+}
+
+
+_CSV_FIELDS = frozenset({"subnets", "security_groups", "public_endpoints"})
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+class Settings(BaseModel):
+    """Everything the app reads from its environment. Built once per process."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: str = "dev"
+    backend: Literal["aws", "local"] = "aws"
+    region: str = "us-east-1"
+    table_name: str = "binderless"
+    log_level: str = "INFO"
+
+    # AWS resources (outputs of the infra/ stack).
+    cluster: str = "binderless"
+    subnets: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    assign_public_ip: bool = True
+    address: Literal["public", "private"] = "public"
+    codebuild_project: str = "binderless-repo2docker"
+    ecr_repository_uri: str = "000000000000.dkr.ecr.us-east-1.amazonaws.com/binderless"
+    execution_role_arn: str = ""
+    task_role_arn: str = ""
+    log_group: str = ""
+
+    # Notebook servers.
+    server_port: int = 8888
+    location_scheme: Literal["http", "https"] = "http"
+    server_max_lifetime: int = Field(6 * 3600, gt=0, description="seconds a handed-out server may live")
+    starting_timeout: int = Field(600, gt=0, description="seconds a server may take to start")
+    stopped_retention: int = Field(24 * 3600, ge=0, description="seconds a stopped server stays visible")
+    build_poll_after: int = Field(900, gt=0, description="seconds before a build without an event is polled")
+
+    # Limits and caps.
+    default_cpu: int = 1024
+    default_memory: int = 2048
+    max_cpu: int = 4096
+    max_memory: int = 16384
+    max_pool_size: int = Field(100, ge=0)
+
+    # Auth.
+    admin_token: str = Field("", repr=False)
+    public_endpoints: tuple[str, ...] = DEFAULT_PUBLIC_ENDPOINTS
+
+    service_catalog: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_SERVICE_CATALOG))
+
+    @field_validator("ecr_repository_uri")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def ecr_repository_name(self) -> str:
+        return self.ecr_repository_uri.split("/", 1)[1] if "/" in self.ecr_repository_uri else self.ecr_repository_uri
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        raw: dict[str, Any] = {}
+        for name in cls.model_fields:
+            value = env.get(f"BINDERLESS_{name.upper()}")
+            if value is None:
+                continue
+            if name in _CSV_FIELDS:
+                raw[name] = _csv(value)
+            elif name == "service_catalog":
+                raw[name] = json.loads(value)
+            else:
+                raw[name] = value
+        raw.setdefault("region", env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1")
+        return cls.model_validate(raw)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests clear the cache with ``get_settings.cache_clear()``."""
+    return Settings.from_env()

@@ -1,0 +1,85 @@
+"""Domain errors. Services raise these; ``to_response`` is the one place that maps them to HTTP."""
+
+from __future__ import annotations
+
+import json
+
+
+class BinderError(Exception):
+    """Base of every error a client may see. ``code`` is the JSON ``error`` field."""
+
+    status = 500
+    code = "InternalError"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class BadRequest(BinderError):
+    status = 400
+    code = "BadRequest"
+
+
+class Invalid(BinderError):
+    """The request is well-formed JSON but its values are not acceptable."""
+
+    status = 422
+    code = "Invalid"
+
+
+class Unauthorized(BinderError):
+    status = 401
+    code = "Unauthorized"
+
+
+class Forbidden(BinderError):
+    status = 403
+    code = "Forbidden"
+
+
+class NotFound(BinderError):
+    status = 404
+    code = "NotFound"
+
+
+class Gone(BinderError):
+    """The thing existed but has ended (a stopped server): launch a new one."""
+
+    status = 410
+    code = "Gone"
+
+
+class Conflict(BinderError):
+    status = 409
+    code = "Conflict"
+
+
+class QuotaExceeded(BinderError):
+    status = 429
+    code = "QuotaExceeded"
+
+
+class Unavailable(BinderError):
+    """Transient trouble (AWS throttling, capacity): the client should retry."""
+
+    status = 503
+    code = "Unavailable"
+
+
+class BackendError(BinderError):
+    """An AWS (or local) backend call failed in a way the client cannot fix."""
+
+    status = 502
+    code = "BackendError"
+
+
+def error_body(code: str, message: str) -> str:
+    return json.dumps({"error": code, "message": message})
+
+
+def to_response(error: BinderError) -> tuple[int, dict[str, str], str]:
+    """(status, headers, body) for a domain error; app.py turns this into a chalice Response."""
+    headers = {"Content-Type": "application/json", **error.headers}
+    return error.status, headers, error_body(error.code, error.message)

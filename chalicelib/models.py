@@ -1,0 +1,183 @@
+"""Request bodies, stored records and their status tables.
+
+Request models use the seeds' field names (``image-name``) as aliases and forbid unknown
+fields, so a typo is an error rather than a silently ignored option. Records are what the
+store saves; replies are shaped from them in the routes.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Any, Union
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictInt, field_validator
+
+from chalicelib.catalog import ServiceRequest
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+RawLimit = Union[StrictInt, float, str]
+
+
+def is_valid_name(name: str) -> bool:
+    """Image and environment names: lowercase, digits, '.', '_' and '-', at most 100 characters."""
+    return bool(_NAME_RE.match(name))
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=False, str_strip_whitespace=True)
+
+
+class BuildCreate(Request):
+    repository: str = Field(min_length=1, max_length=2048)
+    ref: str = Field("HEAD", min_length=1, max_length=255)
+    dependencies: list[str] = Field(default_factory=list, max_length=50)
+
+
+class ImageRegister(Request):
+    image_name: str = Field(alias="image-name", pattern=NAME_PATTERN)
+    image: str = Field(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
+
+
+class LimitsRequest(Request):
+    cpu: RawLimit | None = None
+    memory: RawLimit | None = None
+
+
+class StagingCreate(Request):
+    image_name: str = Field(alias="image-name", min_length=1, max_length=100)
+    limits: LimitsRequest = Field(default_factory=LimitsRequest)
+    services: list[ServiceRequest] = Field(default_factory=list, max_length=5)
+    environment_name: str | None = Field(None, alias="environment-name", pattern=NAME_PATTERN)
+
+
+class PoolSize(Request):
+    # ``minPool`` is the v1 seed's name for the same thing.
+    size: StrictInt = Field(ge=0, validation_alias=AliasChoices("size", "minPool"))
+
+
+class BuildStatus(str, Enum):
+    pending = "pending"
+    completed = "completed"
+    failed = "failed"
+
+
+BUILD_TRANSITIONS: dict[BuildStatus, frozenset[BuildStatus]] = {
+    BuildStatus.pending: frozenset({BuildStatus.completed, BuildStatus.failed}),
+    BuildStatus.failed: frozenset({BuildStatus.pending}),  # a relaunch retries a failed build
+    BuildStatus.completed: frozenset(),
+}
+
+
+class ServerState(str, Enum):
+    starting = "starting"
+    available = "available"  # pooled, ready, waiting to be claimed
+    running = "running"  # handed out and ready
+    stopping = "stopping"
+    stopped = "stopped"
+    failed = "failed"
+
+
+SERVER_TRANSITIONS: dict[ServerState, frozenset[ServerState]] = {
+    ServerState.starting: frozenset({ServerState.available, ServerState.running, ServerState.stopping,
+                                     ServerState.stopped, ServerState.failed}),
+    ServerState.available: frozenset({ServerState.running, ServerState.stopping, ServerState.stopped}),
+    ServerState.running: frozenset({ServerState.stopping, ServerState.stopped}),
+    ServerState.stopping: frozenset({ServerState.stopped}),
+    ServerState.stopped: frozenset(),
+    ServerState.failed: frozenset(),
+}
+LIVE_STATES = frozenset({ServerState.starting, ServerState.available, ServerState.running, ServerState.stopping})
+
+
+class Build(BaseModel):
+    image_name: str
+    status: BuildStatus
+    repository: str = ""
+    ref: str = ""
+    commit: str = ""
+    dependencies: list[str] = Field(default_factory=list)
+    image: str = ""
+    reason: str = ""
+    handle: dict[str, str] = Field(default_factory=dict)
+    created_at: int = 0
+    updated_at: int = 0
+
+    @property
+    def registered(self) -> bool:
+        """An operator-approved prebuilt image rather than a build of a repository."""
+        return not self.repository
+
+
+class Staging(BaseModel):
+    environment_name: str
+    image_name: str
+    image: str
+    cpu: int
+    memory: int
+    services: list[dict[str, Any]] = Field(default_factory=list)
+    status: BuildStatus = BuildStatus.pending
+    reason: str = ""
+    handle: dict[str, str] = Field(default_factory=dict)
+    created_at: int = 0
+
+
+class Pool(BaseModel):
+    environment_name: str
+    size: int = 0
+    available: int = 0
+    starting: int = 0
+    running: int = 0
+
+
+class Server(BaseModel):
+    environment_name: str
+    id: str
+    state: ServerState
+    claimed: bool
+    token: str = Field("", repr=False)
+    url: str = ""
+    handle: dict[str, str] = Field(default_factory=dict)
+    reason: str = ""
+    created_at: int = 0
+    claimed_at: int = 0
+    stop_at: int = 0
+
+    @property
+    def location(self) -> str | None:
+        """The full URL a user opens, token included; None until the server answers."""
+        if not self.url or self.state not in (ServerState.available, ServerState.running):
+            return None
+        return f"{self.url}?token={self.token}"
+
+    @property
+    def counter(self) -> str | None:
+        """Which pool counter this server is counted in, if any."""
+        if self.state is ServerState.available:
+            return "available"
+        if self.claimed and self.state in (ServerState.starting, ServerState.running):
+            return "running"
+        if not self.claimed and self.state is ServerState.starting:
+            return "starting"
+        return None
+
+
+class Token(BaseModel):
+    digest: str
+    name: str
+    scopes: list[str]
+    created_at: int = 0
+    expires_at: int = 0
+
+    @field_validator("scopes")
+    @classmethod
+    def _known_scopes(cls, scopes: list[str]) -> list[str]:
+        unknown = sorted(set(scopes) - set(SCOPES))
+        if unknown:
+            raise ValueError(f"unknown scopes {unknown}; known: {', '.join(SCOPES)}")
+        return scopes
+
+
+SCOPES = ("admin", "builds", "stagings", "deployments", "pools")

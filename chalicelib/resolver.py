@@ -1,0 +1,341 @@
+"""Resolve a git ref to a commit without the git binary (Lambda has none).
+
+``GitHttpResolver`` does what ``git ls-remote`` does over HTTPS: one GET of
+``<repository>/info/refs?service=git-upload-pack`` and a parse of the pkt-line ref
+advertisement (git's smart-HTTP protocol, v0). It works with any git host, no API token.
+
+Also here: ``validate_repository_url`` / ``normalize_repository``, the edge checks for the
+repository URLs clients send, so one repository has one spelling in the store.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import re
+import socket
+import time
+import unicodedata
+import urllib.request
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.error import HTTPError, URLError
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+from chalicelib import errors
+
+FULL_SHA = re.compile(r"[0-9a-fA-F]{40}")
+ABBREVIATED_SHA = re.compile(r"[0-9a-fA-F]{7,39}")
+ADVERTISEMENT_TYPE = "application/x-git-upload-pack-advertisement"
+USER_AGENT = "git/binderless"  # some hosts only speak smart HTTP to agents named git/*
+RETRY_AFTER = "10"
+MAX_URL_LENGTH = 2048
+# Hosts that advertise every pull request (refs/pull/*) send megabytes for big repositories;
+# beyond this something is wrong and a Lambda should not hold it in memory.
+MAX_ADVERTISEMENT_BYTES = 32 * 1024 * 1024
+_CHUNK = 64 * 1024
+_PKT_LENGTH = re.compile(rb"[0-9a-f]{4}")
+_HOSTNAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?")
+
+
+class AdvertisementError(ValueError):
+    """The server's answer is not a git ref advertisement."""
+
+
+class Opener(Protocol):
+    """What the resolver needs of ``urllib.request.OpenerDirector`` (tests pass their own)."""
+
+    def open(self, fullurl: urllib.request.Request, data: None = None, timeout: float = ...) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Advertisement:
+    """The refs a repository advertises. ``peeled``: annotated tag -> the commit it tags."""
+
+    refs: dict[str, str] = field(default_factory=dict)
+    peeled: dict[str, str] = field(default_factory=dict)
+    head_target: str = ""  # "refs/heads/main" when HEAD is a symref the server announced
+
+    def commit(self, refname: str) -> str | None:
+        # An annotated tag's own sha names a tag object, which repo2docker cannot check out.
+        return self.peeled.get(refname) or self.refs.get(refname)
+
+    def lookup(self, ref: str) -> str | None:
+        """The commit ``ref`` names: HEAD, a branch, a tag or a full ``refs/...`` name.
+
+        Branches win over tags of the same name (what a binder link to a branch means)."""
+        if ref in ("", "HEAD"):
+            return self.commit("HEAD") or (self.commit(self.head_target) if self.head_target else None)
+        candidates = [ref] if ref.startswith("refs/") else []
+        candidates += [f"refs/heads/{ref}", f"refs/tags/{ref}"]
+        for refname in candidates:
+            commit = self.commit(refname)
+            if commit:
+                return commit
+        return None
+
+
+def parse_pkt_lines(data: bytes) -> list[bytes | None]:
+    """Split git pkt-lines; a flush packet (``0000``) becomes None."""
+    packets: list[bytes | None] = []
+    position = 0
+    while position < len(data):
+        header = data[position : position + 4]
+        if not _PKT_LENGTH.fullmatch(header):
+            raise AdvertisementError(f"bad pkt-line length {header!r}")
+        length = int(header, 16)
+        if length == 0:
+            packets.append(None)
+            position += 4
+            continue
+        if length < 4 or position + length > len(data):
+            raise AdvertisementError(f"bad pkt-line length {length}")
+        packets.append(data[position + 4 : position + length])
+        position += length
+    return packets
+
+
+def parse_advertisement(data: bytes) -> Advertisement:
+    """Parse a smart-HTTP upload-pack advertisement (protocol v0/v1)."""
+    packets = parse_pkt_lines(data)
+    lines = [packet.rstrip(b"\n") if packet is not None else None for packet in packets]
+    start = 0
+    if lines and lines[0] is not None and lines[0].startswith(b"# service="):
+        start = 2 if len(lines) > 1 and lines[1] is None else 1
+    if start < len(lines) and lines[start] == b"version 1":
+        start += 1
+    refs: dict[str, str] = {}
+    peeled: dict[str, str] = {}
+    head_target = ""
+    for index, line in enumerate(lines[start:]):
+        if line is None:
+            break
+        if line.startswith(b"ERR "):
+            raise AdvertisementError(line[4:].decode("utf-8", "replace"))
+        if index == 0:
+            line, _, capabilities = line.partition(b"\0")
+            head_target = _head_symref(capabilities.decode("utf-8", "replace"))
+        sha, _, refname = line.decode("utf-8", "replace").partition(" ")
+        if not FULL_SHA.fullmatch(sha) or not refname:
+            raise AdvertisementError(f"bad ref line {line[:100]!r}")
+        if refname == "capabilities^{}":  # an empty repository: capabilities only, no refs
+            continue
+        if refname.endswith("^{}"):
+            peeled[refname[:-3]] = sha.lower()
+        else:
+            refs[refname] = sha.lower()
+    return Advertisement(refs=refs, peeled=peeled, head_target=head_target)
+
+
+def _head_symref(capabilities: str) -> str:
+    for capability in capabilities.split():
+        if capability.startswith("symref=HEAD:"):
+            return capability.removeprefix("symref=HEAD:")
+    return ""
+
+
+class GitHttpResolver:
+    """RefResolver over git smart HTTP. ``timeout`` bounds each socket wait and the whole fetch."""
+
+    def __init__(self, timeout: float = 5.0, opener: Opener | None = None) -> None:
+        self.timeout = timeout
+        self._opener: Opener = opener or urllib.request.build_opener()
+
+    def resolve(self, repository: str, ref: str) -> str:
+        ref = ref.strip()
+        if FULL_SHA.fullmatch(ref):
+            return ref.lower()  # nothing to ask: builds pinned to a commit work offline
+        commit = self.list_refs(repository).lookup(ref)
+        if commit:
+            return commit
+        if ABBREVIATED_SHA.fullmatch(ref):
+            # The advertisement only lists ref tips; an abbreviation cannot be expanded from it.
+            raise errors.BadRequest(f"ref {ref!r} looks like an abbreviated commit; give the full 40-character sha")
+        if ref in ("", "HEAD"):
+            raise errors.NotFound(f"repository {repository} has no commit on its default branch (is it empty?)")
+        raise errors.NotFound(f"ref {ref!r} not found in repository {repository}")
+
+    def list_refs(self, repository: str) -> Advertisement:
+        """Every ref ``repository`` advertises (one HTTP request)."""
+        try:
+            return parse_advertisement(self._fetch(repository))
+        except AdvertisementError as error:
+            raise errors.BadRequest(f"repository {repository} did not answer as a git server: {error}") from None
+
+    def _fetch(self, repository: str) -> bytes:
+        if urlsplit(repository).scheme not in ("http", "https"):
+            # urllib would happily read file:// (and ftp://); only git hosts are meant here.
+            raise errors.BadRequest(f"repository {repository} must be an http(s) URL")
+        request = urllib.request.Request(
+            repository + "/info/refs?service=git-upload-pack", headers={"User-Agent": USER_AGENT}
+        )
+        deadline = time.monotonic() + self.timeout
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                content_type = response.headers.get("Content-Type", "")
+                body = _read_until(response, deadline)
+        except HTTPError as error:
+            error.close()
+            raise _http_error(repository, error.code) from None
+        except TimeoutError:
+            raise _unavailable(repository, "timed out") from None
+        except URLError as error:
+            if isinstance(error.reason, TimeoutError):
+                raise _unavailable(repository, "timed out") from None
+            raise errors.BadRequest(f"repository {repository} could not be reached ({error.reason})") from None
+        except (OSError, http.client.HTTPException) as error:
+            # The connection broke mid-answer: transient, like a 5xx.
+            raise _unavailable(repository, f"connection failed ({error})") from None
+        if content_type.split(";")[0].strip().lower() != ADVERTISEMENT_TYPE:
+            raise errors.BadRequest(
+                f"repository {repository} is not a git repository served over smart HTTP "
+                f"(got content type {content_type or 'none'!r})"
+            )
+        return body
+
+
+def _read_until(response: Any, deadline: float) -> bytes:
+    """The body, refusing to wait past ``deadline`` (a trickling server would otherwise hold
+    the Lambda for timeout x chunks) or to hold more than MAX_ADVERTISEMENT_BYTES."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := response.read(_CHUNK):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_ADVERTISEMENT_BYTES:
+            raise AdvertisementError(f"ref advertisement larger than {MAX_ADVERTISEMENT_BYTES} bytes")
+        if time.monotonic() > deadline:
+            raise TimeoutError
+    return b"".join(chunks)
+
+
+def _unavailable(repository: str, what: str) -> errors.Unavailable:
+    return errors.Unavailable(
+        f"repository {repository} {what}; try again shortly", headers={"Retry-After": RETRY_AFTER}
+    )
+
+
+def _http_error(repository: str, status: int) -> errors.BinderError:
+    if status in (408, 429) or status >= 500:
+        return _unavailable(repository, f"answered HTTP {status}")
+    # Hosts answer 401/403/404 alike for private and missing repositories.
+    return errors.BadRequest(f"repository {repository} not found or not public (HTTP {status})")
+
+
+def normalize_repository(url: str) -> str:
+    """One spelling per repository: no surrounding whitespace, no trailing "/" or ".git",
+    lower-case scheme and host. "HTTPS://GitHub.com/User/Repo.git/" -> "https://github.com/User/Repo".
+
+    Local paths (and file:// URLs) keep ".git": there it is part of a directory's name."""
+    text = url.strip()
+    parts = urlsplit(text)
+    if not parts.netloc:
+        return text.rstrip("/") or text
+    path = parts.path.rstrip("/").removesuffix(".git").rstrip("/")
+    return urlunsplit((parts.scheme.lower(), _lower_host(parts), path, parts.query, parts.fragment))
+
+
+def _lower_host(parts: SplitResult) -> str:
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    return f"{userinfo}{at}{hostport.lower()}"
+
+
+def validate_repository_url(
+    url: str,
+    *,
+    allow_http: bool = False,
+    allow_local: bool = False,
+    allowed_hosts: Collection[str] | None = None,
+) -> str:
+    """The normalized URL, or errors.BadRequest saying what to fix.
+
+    https only (http with ``allow_http``). ``allow_local`` (local mode) also admits absolute
+    paths, file:// URLs and local/private hosts; without it those are refused, since the
+    resolver and builders fetch whatever URL a client names. ``allowed_hosts``, if given, is
+    the operator's list of git hosts."""
+    if not isinstance(url, str) or not url.strip():
+        raise errors.BadRequest("repository must be a URL such as https://github.com/user/name")
+    text = url.strip()
+    if len(text) > MAX_URL_LENGTH:
+        raise errors.BadRequest(f"repository URL is longer than {MAX_URL_LENGTH} characters")
+    if any(character.isspace() or unicodedata.category(character).startswith("C") for character in text):
+        raise errors.BadRequest("repository URL must not contain whitespace or control characters")
+    if text.startswith("/") or text.lower().startswith("file:"):
+        return _validate_local(text, allow_local)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 host
+        raise errors.BadRequest(f"repository {text!r} is not a valid URL") from None
+    if not parts.scheme or not parts.netloc:
+        raise errors.BadRequest(
+            f"repository {text!r} is not a URL; give e.g. https://github.com/user/name (ssh addresses are not supported)"
+        )
+    _check_scheme(parts.scheme, allow_http)
+    host = _check_authority(parts)
+    if parts.query or parts.fragment:
+        raise errors.BadRequest("repository URL must not have a ?query or #fragment")
+    if not allow_local and _is_local_host(host):
+        raise errors.BadRequest(f"repository host {host} is a local or private address")
+    if allowed_hosts is not None and host not in {allowed.lower() for allowed in allowed_hosts}:
+        raise errors.BadRequest(
+            f"repository host {host} is not allowed here; allowed: {', '.join(sorted(allowed_hosts))}"
+        )
+    return normalize_repository(text)
+
+
+def _validate_local(text: str, allow_local: bool) -> str:
+    if not allow_local:
+        raise errors.BadRequest("local repositories are not accepted here; give an https:// URL")
+    parts = urlsplit(text)
+    if parts.scheme and parts.netloc not in ("", "localhost"):
+        raise errors.BadRequest("a file:// repository URL must name a local path (file:///path/to/repo)")
+    if not parts.path.startswith("/"):
+        raise errors.BadRequest("a local repository must be an absolute path")
+    return normalize_repository(text)
+
+
+def _check_scheme(scheme: str, allow_http: bool) -> None:
+    allowed = ("https", "http") if allow_http else ("https",)
+    if scheme.lower() not in allowed:
+        raise errors.BadRequest(f"repository URL scheme {scheme}:// is not supported; use https://")
+
+
+def _check_authority(parts: SplitResult) -> str:
+    """The lower-cased host, after refusing credentials, odd hosts and bad ports."""
+    if "@" in parts.netloc:
+        raise errors.BadRequest("repository URL must not contain credentials (user:password@); use a public URL")
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise errors.BadRequest("repository URL has no host")
+    if not host.isascii():
+        raise errors.BadRequest(f"repository host {host} must be ASCII; use its xn-- form")
+    valid = _parse_ip(host) is not None if ":" in host else bool(_HOSTNAME.fullmatch(host))
+    if not valid:
+        raise errors.BadRequest(f"repository host {host!r} is not a valid host name")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise errors.BadRequest("repository URL port must be a number from 1 to 65535")
+    return host
+
+
+def _parse_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    try:
+        # What the resolver library accepts too: "127.1", "0x7f000001", "2130706433".
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def _is_local_host(host: str) -> bool:
+    if host.rstrip(".") == "localhost" or host.rstrip(".").endswith(".localhost"):
+        return True
+    address = _parse_ip(host)
+    return address is not None and (not address.is_global or address.is_multicast)

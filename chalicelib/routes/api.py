@@ -1,0 +1,78 @@
+"""What every route shares: auth, body parsing, replies, and the one error-to-response mapping."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from typing import Any, Callable, TypeVar
+
+from chalice import Blueprint, Response
+from pydantic import BaseModel, ValidationError
+
+from chalicelib.context import get_services
+from chalicelib.errors import BadRequest, BinderError, Invalid, error_body, to_response
+
+log = logging.getLogger(__name__)
+Model = TypeVar("Model", bound=BaseModel)
+View = Callable[..., Response]
+
+
+def endpoint(blueprint: Blueprint, name: str) -> Callable[[Callable[..., Any]], View]:
+    """Check the caller may use endpoint ``name``, run the view, turn domain errors into JSON."""
+
+    def decorate(view: Callable[..., Any]) -> View:
+        @functools.wraps(view)
+        def wrapper(**kwargs: Any) -> Response:
+            try:
+                request = blueprint.current_request
+                get_services().auth.authorize(name, request.headers.get("authorization"))
+                return view(**kwargs)
+            except BinderError as error:
+                status, headers, body = to_response(error)
+                return Response(body=body, headers=headers, status_code=status)
+            except Exception:
+                log.exception("unhandled error in %s", name)
+                return Response(body=error_body("InternalError", "Something went wrong on our side; try again."),
+                                headers={"Content-Type": "application/json"}, status_code=500)
+
+        return wrapper
+
+    return decorate
+
+
+def parse_body(blueprint: Blueprint, model: type[Model]) -> Model:
+    """The JSON body as ``model``: 400 for a missing or malformed body, 422 for wrong fields."""
+    raw = blueprint.current_request.raw_body
+    if not raw or not raw.strip():
+        raise BadRequest("This request needs a JSON body.")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadRequest(f"The body is not valid JSON: {error}.") from None
+    if not isinstance(data, dict):
+        raise BadRequest("The body must be a JSON object.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise Invalid(describe_validation_error(error)) from None
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "body"
+        message = "unknown field" if item["type"] == "extra_forbidden" else item["msg"]
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems)
+
+
+def reply(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body=json.dumps(body), headers={"Content-Type": "application/json", **(headers or {})},
+                    status_code=status)
+
+
+def query_param(blueprint: Blueprint, name: str) -> str | None:
+    params = blueprint.current_request.query_params or {}
+    value = params.get(name)
+    return value.strip().strip('"') if value else None  # the seed writes ?repository="https://..."

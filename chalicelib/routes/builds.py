@@ -1,0 +1,67 @@
+"""/builds: build images from repositories; register operator-approved images."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from chalicelib.context import get_services
+from chalicelib.errors import BadRequest
+from chalicelib.models import Build, BuildCreate, BuildStatus, ImageRegister
+from chalicelib.routes.api import endpoint, parse_body, query_param, reply
+
+builds = Blueprint(__name__)
+
+
+def build_reply(build: Build) -> dict[str, Any]:
+    body: dict[str, Any] = {"image-name": build.image_name, "status": build.status.value}
+    if build.registered:
+        body["image"] = build.image
+    else:
+        body |= {"repository": build.repository, "ref": build.ref, "commit": build.commit,
+                 "dependencies": build.dependencies}
+    if build.reason:
+        body["reason"] = build.reason
+    return body
+
+
+@builds.route("/builds/repos", methods=["POST"])
+@endpoint(builds, "builds.create")
+def create_build() -> Response:
+    build = get_services().builds.request(parse_body(builds, BuildCreate))
+    status = 202 if build.status is BuildStatus.pending else 200
+    return reply({"image-name": build.image_name, "status": build.status.value}, status)
+
+
+@builds.route("/builds/repos", methods=["GET"])
+@endpoint(builds, "builds.find")
+def find_build() -> Response:
+    repository = query_param(builds, "repository")
+    if not repository:
+        raise BadRequest("Say which repository: GET /builds/repos?repository=https://github.com/user/name")
+    build = get_services().builds.find(repository)
+    return reply({"image-name": build.image_name, "status": build.status.value})
+
+
+@builds.route("/builds/repos/{image_name}", methods=["GET"])
+@endpoint(builds, "builds.get")
+def get_build(image_name: str) -> Response:
+    return reply(build_reply(get_services().builds.get(image_name)))
+
+
+@builds.route("/builds/repos/{image_name}/status", methods=["GET"])
+@endpoint(builds, "builds.status")
+def build_status(image_name: str) -> Response:
+    build = get_services().builds.get(image_name)
+    body = {"status": build.status.value}
+    if build.reason:
+        body["reason"] = build.reason
+    return reply(body)
+
+
+@builds.route("/builds/images", methods=["POST"])
+@endpoint(builds, "images.register")
+def register_image() -> Response:
+    build = get_services().builds.register_image(parse_body(builds, ImageRegister))
+    return reply(build_reply(build), 201)

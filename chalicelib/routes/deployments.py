@@ -1,0 +1,58 @@
+"""/deployments: launch a server for one user, follow it, list and stop servers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from chalicelib.context import get_services
+from chalicelib.models import Server
+from chalicelib.routes.api import endpoint, reply
+
+deployments = Blueprint(__name__)
+
+
+def server_reply(server: Server) -> dict[str, Any]:
+    """What the server's owner sees: the location carries the token."""
+    body: dict[str, Any] = {"id": server.id, "status": server.state.value}
+    if server.location:
+        body["location"] = server.location
+    if server.reason:
+        body["reason"] = server.reason
+    return body
+
+
+def listed_server(server: Server) -> dict[str, Any]:
+    """What an operator's list shows: no server token."""
+    body: dict[str, Any] = {"id": server.id, "status": server.state.value,
+                            "uri": f"/deployments/{server.environment_name}/{server.id}"}
+    if server.location:
+        body["location"] = server.url
+    return body
+
+
+@deployments.route("/deployments/{environment_name}", methods=["POST"])
+@endpoint(deployments, "deployments.create")
+def launch(environment_name: str) -> Response:
+    server, from_pool = get_services().deployments.launch(environment_name)
+    return reply(server_reply(server), 201 if from_pool else 202)
+
+
+@deployments.route("/deployments/{environment_name}", methods=["GET"])
+@endpoint(deployments, "deployments.list")
+def list_servers(environment_name: str) -> Response:
+    return reply([listed_server(s) for s in get_services().deployments.list(environment_name)])
+
+
+@deployments.route("/deployments/{environment_name}/{server_id}", methods=["GET"])
+@endpoint(deployments, "deployments.get")
+def get_server(environment_name: str, server_id: str) -> Response:
+    return reply(server_reply(get_services().deployments.get(environment_name, server_id)))
+
+
+@deployments.route("/deployments/{environment_name}/{server_id}", methods=["DELETE"])
+@endpoint(deployments, "deployments.delete")
+def delete_server(environment_name: str, server_id: str) -> Response:
+    server = get_services().deployments.delete(environment_name, server_id)
+    return reply(server_reply(server), 202 if server.state.value == "stopping" else 200)

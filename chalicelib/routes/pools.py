@@ -1,0 +1,42 @@
+"""/pools: how many idle, ready servers to keep per environment, and how many are handed out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from chalicelib.context import get_services
+from chalicelib.models import Pool, PoolSize
+from chalicelib.routes.api import endpoint, parse_body, reply
+
+pools = Blueprint(__name__)
+
+
+def pool_reply(pool: Pool) -> dict[str, Any]:
+    return {"running": pool.running, "available": pool.available, "starting": pool.starting, "size": pool.size}
+
+
+@pools.route("/pools", methods=["GET"])
+@endpoint(pools, "pools.list")
+def list_pools() -> Response:
+    return reply({name: pool_reply(pool) for name, pool in get_services().pools.all().items()})
+
+
+@pools.route("/pools/{environment_name}", methods=["GET"])
+@endpoint(pools, "pools.get")
+def get_pool(environment_name: str) -> Response:
+    return reply(pool_reply(get_services().pools.get(environment_name)))
+
+
+@pools.route("/pools/{environment_name}", methods=["POST", "PUT"])
+@endpoint(pools, "pools.put")
+def resize_pool(environment_name: str) -> Response:
+    size = parse_body(pools, PoolSize).size
+    return reply(pool_reply(get_services().pools.resize(environment_name, size)))
+
+
+@pools.route("/pools/{environment_name}", methods=["DELETE"])
+@endpoint(pools, "pools.delete")
+def delete_pool(environment_name: str) -> Response:
+    return reply(pool_reply(get_services().pools.delete(environment_name)))

@@ -1,0 +1,62 @@
+"""The domain services, wired together once per process from the settings."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from chalicelib.auth import Authenticator
+from chalicelib.backends.base import Builder, RefResolver, Spawner, Stager
+from chalicelib.config import Settings
+from chalicelib.services.builds import BuildService
+from chalicelib.services.deployments import DeploymentService
+from chalicelib.services.pools import PoolService
+from chalicelib.services.servers import ServerLifecycle
+from chalicelib.services.stagings import StagingService
+from chalicelib.store import Store
+
+
+def wall_clock() -> int:
+    return int(time.time())
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    auth: Authenticator
+    builds: BuildService
+    stagings: StagingService
+    servers: ServerLifecycle
+    deployments: DeploymentService
+    pools: PoolService
+
+
+def build_services(settings: Settings, *, store: Store | None = None, builder: Builder | None = None,
+                   stager: Stager | None = None, spawner: Spawner | None = None,
+                   resolver: RefResolver | None = None, clock: Callable[[], int] = wall_clock) -> Services:
+    """Wire services to the adapters the settings choose; tests pass their own pieces."""
+    store = store or Store(settings.table_name, settings.region)
+    if builder is None or stager is None or spawner is None:
+        from chalicelib.backends import adapters_for
+
+        default_builder, default_stager, default_spawner = adapters_for(settings)
+        builder, stager, spawner = builder or default_builder, stager or default_stager, spawner or default_spawner
+    if resolver is None:
+        from chalicelib.resolver import GitHttpResolver
+
+        resolver = GitHttpResolver()
+    builds = BuildService(settings, store, builder, resolver, clock)
+    stagings = StagingService(settings, store, stager, clock)
+    servers = ServerLifecycle(settings, store, spawner, clock)
+    return Services(
+        settings=settings,
+        store=store,
+        auth=Authenticator(settings, store.tokens, clock),
+        builds=builds,
+        stagings=stagings,
+        servers=servers,
+        deployments=DeploymentService(settings, store, stagings, servers, clock),
+        pools=PoolService(settings, store, stagings, servers, builds, clock),
+    )

@@ -1,0 +1,89 @@
+"""Pools: keep ``size`` idle, ready servers per environment; the schedule's tick."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from chalicelib.config import Settings
+from chalicelib.errors import BinderError, Invalid, NotFound
+from chalicelib.models import Pool
+from chalicelib.services.builds import BuildService
+from chalicelib.services.servers import ServerLifecycle
+from chalicelib.services.stagings import StagingService
+from chalicelib.store import ConditionFailed, Store
+
+log = logging.getLogger(__name__)
+
+
+class PoolService:
+    def __init__(self, settings: Settings, store: Store, stagings: StagingService, servers: ServerLifecycle,
+                 builds: BuildService, clock: Callable[[], int]) -> None:
+        self.settings = settings
+        self.store = store
+        self.stagings = stagings
+        self.servers = servers
+        self.builds = builds
+        self.clock = clock
+
+    def get(self, environment_name: str) -> Pool:
+        pool = self.store.environments.get_pool(environment_name)
+        if pool is None:
+            raise NotFound(f"No environment named '{environment_name}'. Stage one with POST /stagings.")
+        return pool
+
+    def all(self) -> dict[str, Pool]:
+        """Pools that keep servers, or still have some, keyed by environment-name."""
+        return {p.environment_name: p for p in self.store.environments.pools()
+                if p.size or p.available or p.starting or p.running}
+
+    def resize(self, environment_name: str, size: int) -> Pool:
+        if size > self.settings.max_pool_size:
+            raise Invalid(f"size {size} is over this deployment's maximum pool size of {self.settings.max_pool_size}.")
+        if size:
+            self.stagings.launchable(environment_name)
+        else:
+            self.stagings.get(environment_name)
+        pool = self.store.environments.set_pool_size(environment_name, size)
+        return self.balance(pool, max_batches=1)
+
+    def delete(self, environment_name: str) -> Pool:
+        """Drain: no idle servers kept, the idle ones stopped; handed-out servers run on."""
+        return self.resize(environment_name, 0)
+
+    def balance(self, pool: Pool, *, max_batches: int | None = None) -> Pool:
+        """Start the missing servers (in platform batches) or stop the surplus idle ones."""
+        idle = pool.available + pool.starting
+        if idle < pool.size:
+            staging = self.stagings.launchable(pool.environment_name)
+            missing = pool.size - idle
+            batch = self.servers.spawner.max_batch
+            for done in range(0, missing, batch):
+                if max_batches is not None and done // batch >= max_batches:
+                    break
+                self.servers.launch(staging, min(batch, missing - done), claimed=False)
+        elif idle > pool.size:
+            for server in self.store.servers.idle(pool.environment_name)[: idle - pool.size]:
+                try:
+                    self.servers.stop(server, "pool trimmed")
+                except ConditionFailed:
+                    continue  # claimed meanwhile: it is no longer idle, which is what we wanted
+        return self.store.environments.get_pool(pool.environment_name, consistent=True) or pool
+
+    def tick(self) -> dict[str, int]:
+        """The scheduled run: reconcile what fell due, then bring every pool to its size."""
+        due = list(self.store.servers.due(self.clock()))
+        self.servers.reconcile(due)
+        builds = self.builds.reconcile()
+        pools = 0
+        for pool in self.store.environments.pools():
+            if pool.size == pool.available + pool.starting:
+                continue
+            try:
+                self.balance(pool)
+                pools += 1
+            except BinderError as error:
+                log.warning("could not balance pool %s: %s", pool.environment_name, error.message)
+        return {"servers_checked": len(due), "builds_checked": builds, "pools_balanced": pools}
+
+

@@ -1,0 +1,132 @@
+"""The life of a notebook server, shared by deployments, pools and the schedule.
+
+The item is always written before the task is started, so a crash between the two leaves
+a ``starting`` server without a handle that the schedule fails after ``starting_timeout``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Callable, Sequence
+
+from chalicelib.backends.base import Spawner, TaskState
+from chalicelib.config import Settings
+from chalicelib.errors import BinderError
+from chalicelib.models import LIVE_STATES, Server, ServerState, Staging
+from chalicelib.store import ConditionFailed, Store
+
+log = logging.getLogger(__name__)
+
+
+def new_server_id() -> str:
+    """128 random bits: an id is as good as a password for GET /deployments/{env}/{id}."""
+    return secrets.token_hex(16)
+
+
+class ServerLifecycle:
+    def __init__(self, settings: Settings, store: Store, spawner: Spawner, clock: Callable[[], int]) -> None:
+        self.settings = settings
+        self.store = store
+        self.spawner = spawner
+        self.clock = clock
+
+    def launch(self, staging: Staging, count: int, *, claimed: bool) -> list[Server]:
+        """Start ``count`` servers (at most one platform batch); claimed ones are handed out already."""
+        now = self.clock()
+        servers = [self._new(staging.environment_name, now, claimed) for _ in range(count)]
+        self.store.servers.create(servers, due_at=now + self.settings.starting_timeout)
+        try:
+            results = self.spawner.start(staging.handle, [s.id for s in servers])
+        except BinderError as error:
+            for server in servers:
+                self._end(server, ServerState.failed, f"could not start: {error.message}")
+            raise
+        started = []
+        for server, result in zip(servers, results):
+            if result.failure:
+                started.append(self._end(server, ServerState.failed, f"could not start: {result.failure}"))
+                continue
+            try:
+                started.append(self.store.servers.transition(
+                    server, ServerState.starting, due_at=now + self.settings.starting_timeout,
+                    token=result.token, handle=result.handle))
+            except ConditionFailed:
+                # Deleted while RunTask was in flight: nobody owns this task now, so stop it.
+                self.spawner.stop(result.handle, "deleted while starting")
+                started.append(self.store.servers.get(server.environment_name, server.id) or server)
+        return started
+
+    def _new(self, environment_name: str, now: int, claimed: bool) -> Server:
+        stop_at = now + self.settings.server_max_lifetime if claimed else 0
+        return Server(environment_name=environment_name, id=new_server_id(), state=ServerState.starting,
+                      claimed=claimed, created_at=now, claimed_at=now if claimed else 0, stop_at=stop_at)
+
+    def stop(self, server: Server, reason: str) -> Server:
+        """Ask the platform to stop a live server; the stop event (or the schedule) ends it."""
+        if server.state not in LIVE_STATES:
+            return server
+        if not server.handle:
+            return self._end(server, ServerState.stopped, reason)
+        stopping = server
+        if server.state is not ServerState.stopping:
+            stopping = self.store.servers.transition(server, ServerState.stopping, reason=reason,
+                                                     due_at=self.clock() + self.settings.starting_timeout)
+        self.spawner.stop(server.handle, reason)
+        return stopping
+
+    def apply(self, server: Server, task: TaskState) -> Server:
+        """Bring a stored server in line with what the platform reports about its task."""
+        now = self.clock()
+        if task.status == "running" and server.state is ServerState.starting:
+            to = ServerState.running if server.claimed else ServerState.available
+            due = server.stop_at if server.claimed else now + self.settings.starting_timeout
+            return self.store.servers.transition(server, to, url=task.url, due_at=due)
+        if task.status == "stopped" and server.state in LIVE_STATES:
+            ended = ServerState.failed if server.state is ServerState.starting else ServerState.stopped
+            return self._end(server, ended, server.reason or task.reason or "the server stopped")
+        return server
+
+    def apply_event(self, task: TaskState) -> Server | None:
+        """An event names a task; events repeat and arrive out of order, so apply them idempotently."""
+        arn = task.handle.get("task_arn", "")
+        server = self.store.servers.by_task(arn) if arn else None
+        if server is None:
+            return None
+        try:
+            return self.apply(server, task)
+        except ConditionFailed:
+            fresh = self.store.servers.get(server.environment_name, server.id)  # the index lagged
+            return self.apply(fresh, task) if fresh else None
+
+    def reconcile(self, servers: Sequence[Server]) -> None:
+        """Check servers whose deadline passed: lost events, slow starts, lifetimes, stuck stops."""
+        now = self.clock()
+        with_task = [s for s in servers if s.handle]
+        tasks = self.spawner.describe([s.handle for s in with_task]) if with_task else []
+        for server, task in zip(with_task, tasks):
+            try:
+                self._reconcile_one(server, task, now)
+            except ConditionFailed:
+                log.info("server %s changed while reconciling; next run will look again", server.id)
+        for server in servers:
+            if not server.handle and server.created_at + self.settings.starting_timeout <= now:
+                self._end(server, ServerState.failed, "the server was never started")
+
+    def _reconcile_one(self, server: Server, task: TaskState, now: int) -> None:
+        server = self.apply(server, task)
+        if server.state not in LIVE_STATES:
+            return
+        if server.claimed and server.stop_at and server.stop_at <= now:
+            self.stop(server, "maximum lifetime reached")
+        elif server.state is ServerState.starting:
+            self.stop(server, f"did not start within {self.settings.starting_timeout} seconds")
+        elif server.state is ServerState.stopping:
+            self.spawner.stop(server.handle, server.reason or "stopping")
+            self.store.servers.transition(server, server.state, due_at=now + self.settings.starting_timeout)
+        elif server.state is ServerState.available:
+            self.store.servers.transition(server, server.state, due_at=now + self.settings.starting_timeout)
+
+    def _end(self, server: Server, state: ServerState, reason: str) -> Server:
+        return self.store.servers.transition(server, state, reason=reason,
+                                             expires_at=self.clock() + self.settings.stopped_retention)

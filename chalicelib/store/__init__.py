@@ -1,0 +1,25 @@
+"""The only package that talks to DynamoDB. ``Store`` bundles one sub-store per kind of item."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chalicelib.store.builds import BuildStore
+from chalicelib.store.dynamo import ConditionFailed, Dynamo
+from chalicelib.store.environments import EnvironmentStore
+from chalicelib.store.servers import ServerStore
+from chalicelib.store.tokens import TokenStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+__all__ = ["ConditionFailed", "Store"]
+
+
+class Store:
+    def __init__(self, table_name: str, region: str, client: DynamoDBClient | None = None) -> None:
+        self.dynamo = Dynamo(table_name, region, client)
+        self.builds = BuildStore(self.dynamo)
+        self.environments = EnvironmentStore(self.dynamo)
+        self.servers = ServerStore(self.dynamo)
+        self.tokens = TokenStore(self.dynamo)

@@ -1,0 +1,92 @@
+"""Builds and operator-registered images: ``BUILD#<image-name>`` items."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from chalicelib.models import BUILD_TRANSITIONS, Build, BuildStatus
+from chalicelib.store.dynamo import ConditionFailed, Dynamo, assignments, values
+
+DUE_BUILD = "DUE#BUILD"
+
+
+def _key(image_name: str) -> tuple[str, str]:
+    return f"BUILD#{image_name}", "BUILD"
+
+
+def due_key(epoch: int) -> str:
+    """Sort key of the by-kind index for work that falls due: zero-padded so strings sort as numbers."""
+    return f"{epoch:012d}"
+
+
+def _to_item(build: Build, poll_at: int | None) -> dict[str, Any]:
+    pk, sk = _key(build.image_name)
+    item = {"pk": pk, "sk": sk, **build.model_dump(mode="json")}
+    if not build.repository:
+        item.pop("repository")  # the by-repository index is sparse: registered images stay out of it
+    if poll_at is not None:
+        item["kind_pk"], item["kind_sk"] = DUE_BUILD, due_key(poll_at)
+    return item
+
+
+def _from_item(item: dict[str, Any]) -> Build:
+    return Build.model_validate(item)
+
+
+class BuildStore:
+    def __init__(self, dynamo: Dynamo) -> None:
+        self.db = dynamo
+
+    def get(self, image_name: str) -> Build | None:
+        item = self.db.get(*_key(image_name))
+        return _from_item(item) if item else None
+
+    def create(self, build: Build, *, poll_at: int | None) -> bool:
+        """Save a new build; False if one with this image name exists already."""
+        try:
+            self.db.put(_to_item(build, poll_at), condition="attribute_not_exists(pk)")
+        except ConditionFailed:
+            return False
+        return True
+
+    def register_image(self, build: Build) -> None:
+        """Save (or replace) an operator-approved image; it never replaces a repository build."""
+        try:
+            self.db.put(_to_item(build, None), condition="attribute_not_exists(pk) OR attribute_not_exists(repository)")
+        except ConditionFailed:
+            raise ConditionFailed("a repository build has this image name") from None
+
+    def transition(self, build: Build, to: BuildStatus, *, poll_at: int | None = None, **fields: Any) -> Build:
+        """Move a build from its current status to ``to``; raises ConditionFailed if it moved meanwhile."""
+        if to is not build.status and to not in BUILD_TRANSITIONS[build.status]:
+            raise ConditionFailed(f"build {build.status.value} -> {to.value}")
+        updates = {"status": to.value, "updated_at": fields.pop("updated_at", build.updated_at), **fields}
+        sets, names, vals = assignments(updates)
+        names["#expected"] = "status"
+        vals |= values(expected=build.status.value)
+        if poll_at is not None:
+            sets += ", kind_pk = :due, kind_sk = :due_at"
+            vals |= values(due=DUE_BUILD, due_at=due_key(poll_at))
+            expression = f"SET {sets}"
+        else:
+            expression = f"SET {sets} REMOVE kind_pk, kind_sk"
+        item = self.db.update(*_key(build.image_name), expression, condition="#expected = :expected",
+                              names=names, vals=vals)
+        return _from_item(item)
+
+    def latest_for(self, repository: str) -> Build | None:
+        """The newest completed build of a repository, else the newest of any status."""
+        newest: Build | None = None
+        for item in self.db.query("repository = :repository", values(repository=repository),
+                                  index="by-repository", forward=False):
+            build = _from_item(item)
+            if build.status is BuildStatus.completed:
+                return build
+            newest = newest or build
+        return newest
+
+    def due(self, now: int) -> Iterator[Build]:
+        """Pending builds whose completion event is overdue (the schedule polls them)."""
+        for item in self.db.query("kind_pk = :due AND kind_sk <= :now", values(due=DUE_BUILD, now=due_key(now)),
+                                  index="by-kind"):
+            yield _from_item(item)

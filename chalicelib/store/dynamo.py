@@ -1,0 +1,211 @@
+"""The DynamoDB client wrapper every store module shares: lazy client, (de)serialising, errors.
+
+Key layout (one table, see DESIGN.md):
+
+    pk                  sk               what
+    BUILD#<image-name>  BUILD            a build or an operator-registered image
+    ENV#<env>           STAGING          a staged environment
+    ENV#<env>           POOL             its pool: target size and exact counters
+    ENV#<env>           SERVER#<id>      a notebook server
+    TOKEN#<sha256>      TOKEN            an API token (hash only)
+
+Global secondary indexes (all sparse, projecting everything):
+
+    by-repository  repository / created_at   builds of a repository
+    available      avail_env / created_at    servers while they are ``available`` (claims)
+    by-task        task_arn                  servers by their platform handle (events)
+    by-kind        kind_pk / kind_sk         pools ("POOL"), tokens ("TOKEN") and work that
+                                             falls due ("DUE#SERVER", "DUE#BUILD" by epoch)
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+
+from chalicelib.errors import Unavailable
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+THROTTLING = frozenset({
+    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+    "InternalServerError", "ServiceUnavailable", "TransactionInProgressException",
+})
+INDEXES = {
+    "by-repository": ("repository", "created_at"),
+    "available": ("avail_env", "created_at"),
+    "by-task": ("task_arn", None),
+    "by-kind": ("kind_pk", "kind_sk"),
+}
+
+
+class ConditionFailed(Exception):
+    """A conditional write lost: the item was not in the expected state."""
+
+
+def _to_attr(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, (int, float, Decimal)):
+        return {"N": str(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, Mapping):
+        return {"M": {k: _to_attr(v) for k, v in value.items()}}
+    if isinstance(value, (list, tuple)):
+        return {"L": [_to_attr(v) for v in value]}
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def _from_attr(attr: Mapping[str, Any]) -> Any:
+    (kind, value), = attr.items()
+    if kind == "N":
+        number = Decimal(value)
+        return int(number) if number == number.to_integral_value() else float(number)
+    if kind == "M":
+        return {k: _from_attr(v) for k, v in value.items()}
+    if kind == "L":
+        return [_from_attr(v) for v in value]
+    if kind == "NULL":
+        return None
+    return value
+
+
+def serialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _to_attr(v) for k, v in item.items() if v is not None}
+
+
+def deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _from_attr(v) for k, v in item.items()}
+
+
+def values(**named: Any) -> dict[str, Any]:
+    """ExpressionAttributeValues from keyword arguments: values(state="running") -> {":state": ...}."""
+    return {f":{k}": _to_attr(v) for k, v in named.items()}
+
+
+def assignments(fields: Mapping[str, Any]) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """``#a = :a, #b = :b`` with its names and values, for an UpdateExpression's SET."""
+    clause = ", ".join(f"#{k} = :{k}" for k in fields)
+    return clause, {f"#{k}": k for k in fields}, values(**fields)
+
+
+class Dynamo:
+    """One table, one lazily created client; translates throttling into ``Unavailable``."""
+
+    def __init__(self, table_name: str, region: str, client: DynamoDBClient | None = None) -> None:
+        self.table_name = table_name
+        self.region = region
+        self._client = client
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            import boto3  # imported here: building a client is the costly part of a cold start
+
+            self._client = boto3.client("dynamodb", region_name=self.region)
+        return self._client
+
+    def call(self, operation: str, **kwargs: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        try:
+            return getattr(self.client, operation)(**kwargs)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code == "ConditionalCheckFailedException":
+                raise ConditionFailed(operation) from None
+            if code == "TransactionCanceledException":
+                reasons = [r.get("Code", "") for r in error.response.get("CancellationReasons", [])]
+                if "ConditionalCheckFailed" in reasons and not THROTTLING & set(reasons):
+                    raise ConditionFailed(operation) from None
+            if code in THROTTLING or code == "TransactionCanceledException":
+                raise Unavailable("The database is busy; try again in a moment.",
+                                  headers={"Retry-After": "1"}) from None
+            raise
+
+    def get(self, pk: str, sk: str, *, consistent: bool = False) -> dict[str, Any] | None:
+        reply = self.call("get_item", TableName=self.table_name, Key=serialize({"pk": pk, "sk": sk}),
+                          ConsistentRead=consistent)
+        return deserialize(reply["Item"]) if "Item" in reply else None
+
+    def put(self, item: Mapping[str, Any], *, condition: str | None = None, **expr: Any) -> None:
+        kwargs: dict[str, Any] = {"TableName": self.table_name, "Item": serialize(item)}
+        if condition:
+            kwargs["ConditionExpression"] = condition
+        self.call("put_item", **kwargs, **expr)
+
+    def update(self, pk: str, sk: str, expression: str, *, condition: str | None = None,
+               names: Mapping[str, str] | None = None, vals: Mapping[str, Any] | None = None,
+               ) -> dict[str, Any]:
+        kwargs = self.update_args(pk, sk, expression, condition=condition, names=names, vals=vals)
+        reply = self.call("update_item", **kwargs, ReturnValues="ALL_NEW")
+        return deserialize(reply["Attributes"])
+
+    def update_args(self, pk: str, sk: str, expression: str, *, condition: str | None = None,
+                    names: Mapping[str, str] | None = None, vals: Mapping[str, Any] | None = None,
+                    ) -> dict[str, Any]:
+        """The arguments of one UpdateItem, for a call or a transaction's ``Update``."""
+        kwargs: dict[str, Any] = {"TableName": self.table_name, "Key": serialize({"pk": pk, "sk": sk}),
+                                  "UpdateExpression": expression}
+        if condition:
+            kwargs["ConditionExpression"] = condition
+        if names:
+            kwargs["ExpressionAttributeNames"] = dict(names)
+        if vals:
+            kwargs["ExpressionAttributeValues"] = dict(vals)
+        return kwargs
+
+    def transact(self, actions: Sequence[Mapping[str, Any]]) -> None:
+        self.call("transact_write_items", TransactItems=list(actions))
+
+    def query(self, condition: str, vals: Mapping[str, Any], *, index: str | None = None,
+              names: Mapping[str, str] | None = None, limit: int | None = None,
+              filter: str | None = None, forward: bool = True) -> Iterator[dict[str, Any]]:
+        """Every matching item (following pages), or the first ``limit`` ones."""
+        kwargs: dict[str, Any] = {"TableName": self.table_name, "KeyConditionExpression": condition,
+                                  "ExpressionAttributeValues": dict(vals), "ScanIndexForward": forward}
+        if index:
+            kwargs["IndexName"] = index
+        if names:
+            kwargs["ExpressionAttributeNames"] = dict(names)
+        if filter:
+            kwargs["FilterExpression"] = filter
+        if limit:
+            kwargs["Limit"] = limit
+        seen = 0
+        while True:
+            reply = self.call("query", **kwargs)
+            for item in reply.get("Items", []):
+                yield deserialize(item)
+                seen += 1
+                if limit and seen >= limit:
+                    return
+            if "LastEvaluatedKey" not in reply:
+                return
+            kwargs["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+
+    def create_table(self) -> None:
+        """Create the table as infra/ does (used by tests and local mode)."""
+        attributes = {"pk": "S", "sk": "S", "repository": "S", "created_at": "N", "avail_env": "S",
+                      "task_arn": "S", "kind_pk": "S", "kind_sk": "S"}
+        indexes = []
+        for name, (hash_key, range_key) in INDEXES.items():
+            schema = [{"AttributeName": hash_key, "KeyType": "HASH"}]
+            if range_key:
+                schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
+            indexes.append({"IndexName": name, "KeySchema": schema, "Projection": {"ProjectionType": "ALL"}})
+        self.client.create_table(
+            TableName=self.table_name,
+            AttributeDefinitions=[{"AttributeName": k, "AttributeType": t} for k, t in attributes.items()],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            GlobalSecondaryIndexes=indexes,
+            BillingMode="PAY_PER_REQUEST",
+        )
+        self.client.update_time_to_live(
+            TableName=self.table_name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+        )

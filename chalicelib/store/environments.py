@@ -1,0 +1,74 @@
+"""Stagings and pools: ``ENV#<environment-name>`` / ``STAGING`` and ``POOL`` items.
+
+Every environment gets a pool item (size 0) when it is staged: it holds the counters of
+servers handed out, so ``GET /pools/{env}`` is one read and the counters are exact.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from chalicelib.models import Pool, Staging
+from chalicelib.store.dynamo import ConditionFailed, Dynamo, assignments, serialize, values
+
+POOL_KIND = "POOL"
+
+
+def env_pk(environment_name: str) -> str:
+    return f"ENV#{environment_name}"
+
+
+def _pool(item: dict[str, Any]) -> Pool:
+    return Pool.model_validate(item)
+
+
+class EnvironmentStore:
+    def __init__(self, dynamo: Dynamo) -> None:
+        self.db = dynamo
+
+    # stagings
+
+    def get_staging(self, environment_name: str) -> Staging | None:
+        item = self.db.get(env_pk(environment_name), "STAGING")
+        return Staging.model_validate(item) if item else None
+
+    def create_staging(self, staging: Staging) -> bool:
+        """Save a new staging and its empty pool in one transaction; False if the name is taken."""
+        pk = env_pk(staging.environment_name)
+        pool = Pool(environment_name=staging.environment_name)
+        try:
+            self.db.transact([
+                {"Put": {"TableName": self.db.table_name, "ConditionExpression": "attribute_not_exists(pk)",
+                         "Item": serialize({"pk": pk, "sk": "STAGING", **staging.model_dump(mode="json")})}},
+                {"Put": {"TableName": self.db.table_name, "ConditionExpression": "attribute_not_exists(pk)",
+                         "Item": serialize({"pk": pk, "sk": "POOL", "kind_pk": POOL_KIND,
+                                            "kind_sk": staging.environment_name, **pool.model_dump()})}},
+            ])
+        except ConditionFailed:
+            return False
+        return True
+
+    def finish_staging(self, staging: Staging, **fields: Any) -> Staging:
+        """Record the outcome of a pending staging (status, reason, handle)."""
+        sets, names, vals = assignments(fields)
+        item = self.db.update(env_pk(staging.environment_name), "STAGING", f"SET {sets}",
+                              condition="#expected = :pending", names=names | {"#expected": "status"},
+                              vals=vals | values(pending="pending"))
+        return Staging.model_validate(item)
+
+    # pools
+
+    def get_pool(self, environment_name: str, *, consistent: bool = False) -> Pool | None:
+        item = self.db.get(env_pk(environment_name), "POOL", consistent=consistent)
+        return _pool(item) if item else None
+
+    def pools(self) -> Iterator[Pool]:
+        """Every environment's pool, in name order (one query of the by-kind index)."""
+        for item in self.db.query("kind_pk = :kind", values(kind=POOL_KIND), index="by-kind"):
+            yield _pool(item)
+
+    def set_pool_size(self, environment_name: str, size: int) -> Pool:
+        """Set the target size of an existing pool (it exists once the environment is staged)."""
+        item = self.db.update(env_pk(environment_name), "POOL", "SET #size = :size",
+                              condition="attribute_exists(pk)", names={"#size": "size"}, vals=values(size=size))
+        return _pool(item)

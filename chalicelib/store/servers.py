@@ -1,0 +1,144 @@
+"""Notebook servers: ``ENV#<env>`` / ``SERVER#<id>`` items, and the pool counters they move.
+
+Every state change is one conditional write on the server (guarded by its current state and
+claim) and, when the server moves between pool counters, the counter update in the same
+transaction. So the counters are exact and no server is ever handed out twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+from chalicelib.models import LIVE_STATES, SERVER_TRANSITIONS, Server, ServerState
+from chalicelib.store.dynamo import ConditionFailed, Dynamo, assignments, serialize, values
+from chalicelib.store.environments import env_pk
+
+DUE_SERVER = "DUE#SERVER"
+CLAIM_CANDIDATES = 3
+
+
+def due_key(epoch: int) -> str:
+    return f"{epoch:012d}"
+
+
+def _key(server: Server) -> tuple[str, str]:
+    return env_pk(server.environment_name), f"SERVER#{server.id}"
+
+
+def _index_attributes(server: Server, due_at: int | None, expires_at: int | None) -> dict[str, Any]:
+    """The sparse index attributes that follow from a server's state (None = absent)."""
+    return {
+        "avail_env": server.environment_name if server.state is ServerState.available else None,
+        "task_arn": server.handle.get("task_arn") or None,
+        "kind_pk": DUE_SERVER if due_at is not None else None,
+        "kind_sk": due_key(due_at) if due_at is not None else None,
+        "expires_at": expires_at,
+    }
+
+
+def _from_item(item: dict[str, Any]) -> Server:
+    return Server.model_validate(item)
+
+
+class ServerStore:
+    def __init__(self, dynamo: Dynamo) -> None:
+        self.db = dynamo
+
+    def get(self, environment_name: str, server_id: str) -> Server | None:
+        item = self.db.get(env_pk(environment_name), f"SERVER#{server_id}")
+        return _from_item(item) if item else None
+
+    def live(self, environment_name: str) -> Iterator[Server]:
+        """Servers of an environment that have not ended."""
+        for item in self.db.query("pk = :pk AND begins_with(sk, :server)",
+                                  values(pk=env_pk(environment_name), server="SERVER#")):
+            server = _from_item(item)
+            if server.state in LIVE_STATES:
+                yield server
+
+    def by_task(self, task_arn: str) -> Server | None:
+        for item in self.db.query("task_arn = :arn", values(arn=task_arn), index="by-task", limit=1):
+            return _from_item(item)
+        return None
+
+    def due(self, now: int) -> Iterator[Server]:
+        """Servers whose next check has fallen due: slow starts, lost events, lifetimes."""
+        for item in self.db.query("kind_pk = :due AND kind_sk <= :now", values(due=DUE_SERVER, now=due_key(now)),
+                                  index="by-kind"):
+            yield _from_item(item)
+
+    def create(self, servers: Sequence[Server], *, due_at: int) -> None:
+        """Save new servers and count them in their pool, all or nothing."""
+        actions: list[dict[str, Any]] = []
+        deltas: dict[str, int] = {}
+        for server in servers:
+            pk, sk = _key(server)
+            item = {"pk": pk, "sk": sk, **server.model_dump(mode="json"), **_index_attributes(server, due_at, None)}
+            actions.append({"Put": {"TableName": self.db.table_name, "Item": serialize(item),
+                                    "ConditionExpression": "attribute_not_exists(pk)"}})
+            if server.counter:
+                deltas[server.counter] = deltas.get(server.counter, 0) + 1
+        if deltas:
+            actions.append(self._count(servers[0].environment_name, deltas))
+        self.db.transact(actions)
+
+    def transition(self, server: Server, to: ServerState, *, due_at: int | None = None,
+                   expires_at: int | None = None, **fields: Any) -> Server:
+        """Move ``server`` to state ``to`` if nobody moved it first (else ConditionFailed)."""
+        if to is not server.state and to not in SERVER_TRANSITIONS[server.state]:
+            raise ConditionFailed(f"server {server.state.value} -> {to.value}")
+        after = server.model_copy(update={"state": to, **fields})
+        changes = {k: v for k, v in after.model_dump(mode="json").items()
+                   if k in fields or k == "state"}
+        indexed = _index_attributes(after, due_at, expires_at)
+        sets, names, vals = assignments(changes | {k: v for k, v in indexed.items() if v is not None})
+        removed = [k for k, v in indexed.items() if v is None]
+        expression = f"SET {sets}" + (f" REMOVE {', '.join(removed)}" if removed else "")
+        update = self.db.update_args(
+            *_key(server), expression,
+            condition="#was = :was AND #claimed_was = :claimed_was",
+            names=names | {"#was": "state", "#claimed_was": "claimed"},
+            vals=vals | values(was=server.state.value, claimed_was=server.claimed),
+        )
+        deltas = self._deltas(server, after)
+        if deltas:
+            self.db.transact([{"Update": update}, self._count(server.environment_name, deltas)])
+        else:
+            self.db.call("update_item", **update)
+        return after
+
+    def claim(self, environment_name: str, *, now: int, stop_at: int) -> Server | None:
+        """Hand out one available server: one query, then one conditional transaction per try."""
+        candidates = self.db.query("avail_env = :env", values(env=environment_name), index="available",
+                                   limit=CLAIM_CANDIDATES)
+        for item in candidates:
+            server = _from_item(item)
+            try:
+                return self.transition(server, ServerState.running, due_at=stop_at, claimed=True,
+                                       claimed_at=now, stop_at=stop_at)
+            except ConditionFailed:
+                continue  # somebody else claimed it (the index lags the table): try the next one
+        return None
+
+    def idle(self, environment_name: str) -> list[Server]:
+        """Unclaimed servers of a pool, the ones still starting first (they cost least to lose)."""
+        servers = [s for s in self.live(environment_name)
+                   if not s.claimed and s.state in (ServerState.starting, ServerState.available)]
+        return sorted(servers, key=lambda s: (s.state is ServerState.available, -s.created_at))
+
+    def _count(self, environment_name: str, deltas: dict[str, int]) -> dict[str, Any]:
+        clause = ", ".join(f"#{k} :{k}" for k in deltas)
+        return {"Update": self.db.update_args(
+            env_pk(environment_name), "POOL", f"ADD {clause}", condition="attribute_exists(pk)",
+            names={f"#{k}": k for k in deltas}, vals=values(**deltas))}
+
+    @staticmethod
+    def _deltas(before: Server, after: Server) -> dict[str, int]:
+        if before.counter == after.counter:
+            return {}
+        deltas = {}
+        if before.counter:
+            deltas[before.counter] = -1
+        if after.counter:
+            deltas[after.counter] = 1
+        return deltas
