@@ -167,14 +167,13 @@ class GitHttpResolver:
         if urlsplit(repository).scheme not in ("http", "https"):
             # urllib would happily read file:// (and ftp://); only git hosts are meant here.
             raise errors.BadRequest(f"repository {repository} must be an http(s) URL")
-        request = urllib.request.Request(
-            repository + "/info/refs?service=git-upload-pack", headers={"User-Agent": USER_AGENT}
-        )
+        url = repository + "/info/refs?service=git-upload-pack"
+        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})  # noqa: S310 (scheme checked above)
         deadline = time.monotonic() + self.timeout
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
-                content_type = response.headers.get("Content-Type", "")
-                body = _read_until(response, deadline)
+                _check_content_type(repository, response.headers.get("Content-Type", ""))
+                return _read_until(response, deadline)
         except HTTPError as error:
             error.close()
             raise _http_error(repository, error.code) from None
@@ -187,12 +186,16 @@ class GitHttpResolver:
         except (OSError, http.client.HTTPException) as error:
             # The connection broke mid-answer: transient, like a 5xx.
             raise _unavailable(repository, f"connection failed ({error})") from None
-        if content_type.split(";")[0].strip().lower() != ADVERTISEMENT_TYPE:
-            raise errors.BadRequest(
-                f"repository {repository} is not a git repository served over smart HTTP "
-                f"(got content type {content_type or 'none'!r})"
-            )
-        return body
+
+
+def _check_content_type(repository: str, content_type: str) -> None:
+    """Smart HTTP must answer with the advertisement type; anything else is a web page, a dumb
+    HTTP server or a login form (checked before reading, so a large page is never downloaded)."""
+    if content_type.split(";")[0].strip().lower() != ADVERTISEMENT_TYPE:
+        raise errors.BadRequest(
+            f"repository {repository} is not a git repository served over smart HTTP "
+            f"(got content type {content_type or 'none'!r})"
+        )
 
 
 def _read_until(response: Any, deadline: float) -> bytes:
@@ -200,7 +203,9 @@ def _read_until(response: Any, deadline: float) -> bytes:
     the Lambda for timeout x chunks) or to hold more than MAX_ADVERTISEMENT_BYTES."""
     chunks: list[bytes] = []
     size = 0
-    while chunk := response.read(_CHUNK):
+    # read1 returns what has arrived; read(n) would block until n bytes, past any deadline.
+    read = getattr(response, "read1", response.read)
+    while chunk := read(_CHUNK):
         chunks.append(chunk)
         size += len(chunk)
         if size > MAX_ADVERTISEMENT_BYTES:
@@ -269,7 +274,7 @@ def validate_repository_url(
         raise errors.BadRequest(f"repository {text!r} is not a valid URL") from None
     if not parts.scheme or not parts.netloc:
         raise errors.BadRequest(
-            f"repository {text!r} is not a URL; give e.g. https://github.com/user/name (ssh addresses are not supported)"
+            f"repository {text!r} is not a URL; give e.g. https://github.com/user/name (ssh is not supported)"
         )
     _check_scheme(parts.scheme, allow_http)
     host = _check_authority(parts)

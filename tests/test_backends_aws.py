@@ -158,20 +158,37 @@ def test_throttled_start_build_asks_the_client_to_retry(aws: None, settings: Set
 
 def build(build_id: str, status: str, phases: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     variables = [{"name": "IMAGE_NAME", "value": f"img-{build_id}", "type": "PLAINTEXT"}]
-    return {"id": build_id, "buildStatus": status, "phases": phases or [], "environment": {
-        "type": "LINUX_CONTAINER", "image": "aws/codebuild/standard:7.0", "computeType": "BUILD_GENERAL1_MEDIUM",
-        "environmentVariables": variables}}  # fmt: skip
+    return {
+        "id": build_id,
+        "buildStatus": status,
+        "phases": phases or [],
+        "environment": {
+            "type": "LINUX_CONTAINER",
+            "image": "aws/codebuild/standard:7.0",
+            "computeType": "BUILD_GENERAL1_MEDIUM",
+            "environmentVariables": variables,
+        },
+    }
 
 
 def test_poll_reports_each_build_in_order(settings: Settings) -> None:
     failed_phases = [
         {"phaseType": "PRE_BUILD", "phaseStatus": "SUCCEEDED"},
-        {"phaseType": "BUILD", "phaseStatus": "FAILED", "contexts": [
-            {"statusCode": "COMMAND_EXECUTION_ERROR", "message": "Error while executing command: ... exit status 1"}]},
-    ]  # fmt: skip
+        {
+            "phaseType": "BUILD",
+            "phaseStatus": "FAILED",
+            "contexts": [
+                {"statusCode": "COMMAND_EXECUTION_ERROR", "message": "Error while executing command: ... exit status 1"}
+            ],
+        },
+    ]
     codebuild, stub = stubbed("codebuild")
     reply = {
-        "builds": [build("b-done", "SUCCEEDED"), build("b-run", "IN_PROGRESS"), build("b-bad", "FAILED", failed_phases)],
+        "builds": [
+            build("b-done", "SUCCEEDED"),
+            build("b-run", "IN_PROGRESS"),
+            build("b-bad", "FAILED", failed_phases),
+        ],
         "buildsNotFound": ["b-gone"],
     }
     stub.add_response("batch_get_builds", reply, {"ids": ["b-run", "b-gone", "b-done", "b-bad"]})
@@ -212,8 +229,10 @@ def test_failed_build_event_names_the_phase_and_the_image(settings: Settings) ->
     assert result.state.handle == {"build_id": detail["build-id"]}
 
 
-@pytest.mark.parametrize(("build_status", "status"), [("SUCCEEDED", "completed"), ("IN_PROGRESS", "pending"),
-                                                      ("STOPPED", "failed"), ("TIMED_OUT", "failed")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("build_status", "status"),
+    [("SUCCEEDED", "completed"), ("IN_PROGRESS", "pending"), ("STOPPED", "failed"), ("TIMED_OUT", "failed")],
+)
 def test_build_event_statuses(settings: Settings, build_status: str, status: str) -> None:
     detail = event("codebuild-build-failed.json")["detail"]
     detail["build-status"] = build_status
@@ -240,8 +259,14 @@ def test_build_events_of_other_projects_are_ignored(settings: Settings) -> None:
 
 
 def test_environment_with_a_service_becomes_a_fargate_task_definition(ecs_settings: Settings) -> None:
-    postgres = Sidecar("postgres", "public.ecr.aws/docker/library/postgres:16", cpu=256, memory=512, port=5432,
-                       environment={"POSTGRES_PASSWORD": "binder"})  # fmt: skip
+    postgres = Sidecar(
+        "postgres",
+        "public.ecr.aws/docker/library/postgres:16",
+        cpu=256,
+        memory=512,
+        port=5432,
+        environment={"POSTGRES_PASSWORD": "binder"},
+    )
     spec = EnvironmentSpec("python-demo", f"{REPO_URI}:img", cpu=1024, memory=2048, sidecars=(postgres,))
     ecs = boto3.client("ecs", region_name=REGION)
 
@@ -301,14 +326,30 @@ def test_one_runtask_starts_a_batch_with_a_distinct_token_per_server(ecs_setting
 
 def test_runtask_request_shape(settings: Settings) -> None:
     ecs, stub = stubbed("ecs")
-    network = {"awsvpcConfiguration": {"subnets": ["subnet-0a1b2c3d4e5f60718"], "assignPublicIp": "ENABLED",
-                                       "securityGroups": ["sg-0123456789abcdef0"]}}  # fmt: skip
+    network = {
+        "awsvpcConfiguration": {
+            "subnets": ["subnet-0a1b2c3d4e5f60718"],
+            "assignPublicIp": "ENABLED",
+            "securityGroups": ["sg-0123456789abcdef0"],
+        }
+    }
     expected = {
-        "cluster": "binderless", "taskDefinition": "td-arn", "launchType": "FARGATE", "count": 2,
-        "networkConfiguration": network, "startedBy": "binderless",
-        "overrides": {"containerOverrides": [{"name": "notebook", "command": bootstrap_command(8888),
-                                              "environment": [{"name": "BINDERLESS_BATCH_KEY", "value": ANY}]}]},
-    }  # fmt: skip
+        "cluster": "binderless",
+        "taskDefinition": "td-arn",
+        "launchType": "FARGATE",
+        "count": 2,
+        "networkConfiguration": network,
+        "startedBy": "binderless",
+        "overrides": {
+            "containerOverrides": [
+                {
+                    "name": "notebook",
+                    "command": bootstrap_command(8888),
+                    "environment": [{"name": "BINDERLESS_BATCH_KEY", "value": ANY}],
+                }
+            ]
+        },
+    }
     stub.add_response("run_task", {"tasks": [], "failures": []}, expected)
 
     with stub:
@@ -319,8 +360,10 @@ def test_runtask_request_shape(settings: Settings) -> None:
 def test_runtask_failures_leave_the_other_servers_failed(settings: Settings) -> None:
     ecs, stub = stubbed("ecs")
     arn = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/binderless/0f0e0d0c0b0a09080706050403020100"
-    reply = {"tasks": [{"taskArn": arn, "lastStatus": "PROVISIONING"}],
-             "failures": [{"reason": "RESOURCE:MEMORY"}, {"reason": "Capacity is unavailable at this time."}]}  # fmt: skip
+    reply = {
+        "tasks": [{"taskArn": arn, "lastStatus": "PROVISIONING"}],
+        "failures": [{"reason": "RESOURCE:MEMORY"}, {"reason": "Capacity is unavailable at this time."}],
+    }
     stub.add_response("run_task", reply)
 
     with stub:
@@ -418,8 +461,12 @@ def test_running_task_event_gives_the_server_url(settings: Settings) -> None:
 
 def test_stopped_task_event_carries_the_reason(settings: Settings) -> None:
     detail = event("ecs-task-running.json")["detail"]
-    detail.update(lastStatus="STOPPED", desiredStatus="STOPPED", stopCode="EssentialContainerExited",
-                  stoppedReason="Essential container in task exited")  # fmt: skip
+    detail.update(
+        lastStatus="STOPPED",
+        desiredStatus="STOPPED",
+        stopCode="EssentialContainerExited",
+        stoppedReason="Essential container in task exited",
+    )
 
     state = AwsSpawner(settings).from_event(detail)
 
@@ -427,9 +474,16 @@ def test_stopped_task_event_carries_the_reason(settings: Settings) -> None:
     assert (state.status, state.reason) == ("stopped", "Essential container in task exited")
 
 
-@pytest.mark.parametrize(("last_status", "status"), [("PROVISIONING", "starting"), ("PENDING", "starting"),
-                                                     ("ACTIVATING", "starting"), ("DEACTIVATING", "stopped"),
-                                                     ("DEPROVISIONING", "stopped")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("last_status", "status"),
+    [
+        ("PROVISIONING", "starting"),
+        ("PENDING", "starting"),
+        ("ACTIVATING", "starting"),
+        ("DEACTIVATING", "stopped"),
+        ("DEPROVISIONING", "stopped"),
+    ],
+)
 def test_task_event_statuses(settings: Settings, last_status: str, status: str) -> None:
     detail = event("ecs-task-running.json")["detail"]
     detail["lastStatus"] = last_status
@@ -439,9 +493,14 @@ def test_task_event_statuses(settings: Settings, last_status: str, status: str) 
     assert state is not None and state.status == status and state.url == ""
 
 
-@pytest.mark.parametrize("change", [{"clusterArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/other"},
-                                    {"clusterArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/not-binderless"},
-                                    {"startedBy": "ecs-svc/1234567890"}])  # fmt: skip
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"clusterArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/other"},
+        {"clusterArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/not-binderless"},
+        {"startedBy": "ecs-svc/1234567890"},
+    ],
+)
 def test_task_events_of_other_clusters_or_starters_are_ignored(settings: Settings, change: dict[str, str]) -> None:
     detail = copy.deepcopy(event("ecs-task-running.json")["detail"])
     detail.update(change)

@@ -69,7 +69,7 @@ def test_no_services_is_no_sidecars() -> None:
 def test_resolving_does_not_change_the_catalog() -> None:
     before = copy.deepcopy(CATALOG)
     resolve_services(services({"name": "postgres", "version": "16", "params": {"database": "x"}}), CATALOG)
-    assert CATALOG == before
+    assert before == CATALOG
 
 
 @pytest.mark.parametrize(

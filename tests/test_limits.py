@@ -8,7 +8,12 @@ from chalicelib import errors
 from chalicelib.config import Settings
 from chalicelib.limits import FARGATE_PAIRS, Limits, RawLimit, parse_cpu, parse_memory, resolve_limits
 
-SETTINGS = Settings(default_cpu=1024, default_memory=2048, max_cpu=4096, max_memory=16384)
+
+def caps(**values: int) -> Settings:
+    return Settings.model_validate(values)
+
+
+SETTINGS = caps(default_cpu=1024, default_memory=2048, max_cpu=4096, max_memory=16384)
 
 
 @pytest.mark.parametrize(
@@ -167,7 +172,7 @@ def test_resolve_limits_says_what_would_be_accepted(cpu: object, memory: object,
 
 
 def test_caps_shrink_the_lists_a_refusal_shows() -> None:
-    small = Settings(max_cpu=1024, max_memory=4096)
+    small = caps(max_cpu=1024, max_memory=4096)
     with pytest.raises(errors.Invalid) as caught:
         resolve_limits("3", None, settings=small)
     assert caught.value.message.endswith("valid cpu values are 0.25, 0.5, 1 vCPU")
@@ -181,13 +186,13 @@ def test_caps_shrink_the_lists_a_refusal_shows() -> None:
 
 def test_memory_that_needs_more_cpu_than_the_cap_names_both() -> None:
     with pytest.raises(errors.Invalid) as caught:
-        resolve_limits(None, "8G", settings=Settings(max_cpu=512, max_memory=16384))
+        resolve_limits(None, "8G", settings=caps(max_cpu=512, max_memory=16384))
     assert caught.value.message == "memory 8G needs at least 1 vCPU, over this deployment's cpu cap of 0.5 vCPU"
 
 
 def test_cpu_whose_smallest_memory_is_over_the_memory_cap_is_refused() -> None:
     with pytest.raises(errors.Invalid) as caught:
-        resolve_limits("4", None, settings=Settings(max_cpu=4096, max_memory=4096))
+        resolve_limits("4", None, settings=caps(max_cpu=4096, max_memory=4096))
     assert "needs at least 8G of memory" in caught.value.message
 
 
@@ -195,7 +200,7 @@ def test_cpu_whose_smallest_memory_is_over_the_memory_cap_is_refused() -> None:
     "limits", [Limits(cpu, memory) for cpu, memories in FARGATE_PAIRS.items() for memory in memories]
 )
 def test_describe_reads_back_to_the_same_limits(limits: Limits) -> None:
-    unlimited = Settings(max_cpu=16384, max_memory=122880)
+    unlimited = caps(max_cpu=16384, max_memory=122880)
     described = limits.describe()
     assert resolve_limits(described["cpu"], described["memory"], settings=unlimited) == limits
 

@@ -193,7 +193,7 @@ class AwsSpawner:
         tasks, failures = reply.get("tasks", []), reply.get("failures", [])
         launched = [
             Launched(server_id, token=token_for(key, task["taskArn"]), handle={"task_arn": task["taskArn"]})
-            for server_id, task in zip(server_ids, tasks)
+            for server_id, task in zip(server_ids, tasks, strict=False)  # fewer tasks when some failed
         ]
         for index, server_id in enumerate(server_ids[len(tasks) :]):
             failure: FailureTypeDef = failures[min(index, len(failures) - 1)] if failures else {}

@@ -30,7 +30,7 @@ for attempt in range(10):
             raise
         time.sleep(1)
 task_id = arn.rsplit("/", 1)[-1]
-os.environ["JUPYTER_TOKEN"] = hmac.new(key.encode(), task_id.encode(), hashlib.sha256).hexdigest()[:40]
+os.environ["JUPYTER_TOKEN"] = hmac.new(key.encode(), task_id.encode(), hashlib.sha256).hexdigest()[:48]
 os.execvp("jupyter", ["jupyter", "server", "--ip=0.0.0.0", "--port=" + sys.argv[1], "--no-browser"])
 """
 
@@ -38,7 +38,7 @@ os.execvp("jupyter", ["jupyter", "server", "--ip=0.0.0.0", "--port=" + sys.argv[
 def token_for(key: str, task_arn: str) -> str:
     """The token the task ``task_arn`` derives from its batch key (192 bits, hex)."""
     task_id = task_arn.rsplit("/", 1)[-1]
-    return hmac.new(key.encode(), task_id.encode(), hashlib.sha256).hexdigest()[:40]
+    return hmac.new(key.encode(), task_id.encode(), hashlib.sha256).hexdigest()[:48]
 
 
 def bootstrap_command(port: int) -> list[str]:

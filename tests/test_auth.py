@@ -1,0 +1,102 @@
+"""Tokens: who may call what. Every protected endpoint refuses no token, a bad token, a wrong scope."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from chalicelib.auth import ENDPOINT_SCOPES, hash_token, parse_authorization
+from chalicelib.cli import main as cli
+from chalicelib.config import Settings
+from tests.conftest import World, auth, body
+
+# (method, path, endpoint) for every endpoint the seeds protect by default.
+PROTECTED = [
+    ("GET", "/builds/repos/some-image/status", "builds.status"),
+    ("POST", "/builds/images", "images.register"),
+    ("POST", "/stagings", "stagings.create"),
+    ("GET", "/stagings/some-env", "stagings.get"),
+    ("GET", "/stagings/some-env/status", "stagings.status"),
+    ("GET", "/deployments/some-env", "deployments.list"),
+    ("DELETE", "/deployments/some-env/some-id", "deployments.delete"),
+    ("GET", "/pools", "pools.list"),
+    ("POST", "/pools/some-env", "pools.put"),
+    ("PUT", "/pools/some-env", "pools.put"),
+    ("DELETE", "/pools/some-env", "pools.delete"),
+]
+
+
+def call(client: Any, method: str, path: str, headers: dict[str, str]) -> Any:
+    return getattr(client.http, method.lower())(path, headers=headers, body=json.dumps({"size": 1}))
+
+
+def new_token(world: World, *scopes: str, ttl: int | None = None) -> str:
+    plain, _ = world.services.auth.create_token("test", list(scopes), ttl=ttl)
+    return plain
+
+
+@pytest.mark.parametrize(("method", "path", "endpoint"), PROTECTED)
+def test_protected_endpoints_refuse_missing_wrong_and_underscoped_tokens(
+        client: Any, world: World, method: str, path: str, endpoint: str) -> None:
+    wrong_scope = "pools" if ENDPOINT_SCOPES[endpoint] != "pools" else "builds"
+    cases = [({}, 401), ({"Authorization": "token not-a-real-token"}, 401),
+             ({"Authorization": f"token {new_token(world, wrong_scope)}"}, 403)]
+    for headers, status in cases:
+        reply = call(client, method, path, headers)
+        assert reply.status_code == status, (headers, reply.body)
+        assert set(body(reply)) == {"error", "message"}
+    allowed = call(client, method, path, {"Authorization": f"token {new_token(world, ENDPOINT_SCOPES[endpoint])}"})
+    assert allowed.status_code not in (401, 403)
+
+
+@pytest.mark.parametrize("header", ["token {t}", "Bearer {t}", "{t}", "bearer   {t}"])
+def test_token_is_accepted_in_every_form_the_seeds_use(client: Any, world: World, header: str) -> None:
+    token = new_token(world, "pools")
+    assert client.http.get("/pools", headers={"Authorization": header.format(t=token)}).status_code == 200
+
+
+def test_tokens_are_stored_only_as_hashes_and_expire(client: Any, world: World) -> None:
+    token = new_token(world, "pools", ttl=60)
+    items = world.dynamodb.scan(TableName="binderless")["Items"]
+    assert token not in json.dumps(items) and hash_token(token) in json.dumps(items)
+
+    world.clock.advance(61)
+
+    reply = client.http.get("/pools", headers={"Authorization": f"token {token}"})
+    assert reply.status_code == 401 and "expired" in body(reply)["message"]
+
+
+def test_public_endpoints_are_an_operator_setting(client: Any, world: World, monkeypatch: Any) -> None:
+    assert client.http.get("/pools/some-env").status_code == 404  # public by default: no 401
+    closed = Settings.from_env({"BINDERLESS_PUBLIC_ENDPOINTS": "builds.create"})
+    assert closed.public_endpoints == ("builds.create",)
+    monkeypatch.setattr(world.services.auth, "settings", closed)
+    assert client.http.get("/pools/some-env").status_code == 401
+
+
+def test_cli_creates_lists_and_revokes(client: Any, world: World, capsys: Any) -> None:
+    assert cli(["token", "create", "--name", "ci", "--scopes", "pools"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert client.http.get("/pools", headers={"Authorization": f"token {token}"}).status_code == 200
+    assert cli(["token", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "ci" in listing and token not in listing
+
+    assert cli(["token", "revoke", listing.split()[0]]) == 0
+
+    assert client.http.get("/pools", headers={"Authorization": f"token {token}"}).status_code == 401
+    assert cli(["token", "create", "--name", "x", "--scopes", "root"]) == 1
+
+
+def test_admin_token_from_the_environment_is_admin(client: Any) -> None:
+    assert client.http.get("/pools", headers=auth()).status_code == 200
+
+
+def test_parse_authorization() -> None:
+    assert parse_authorization("token abc") == "abc"
+    assert parse_authorization("Bearer abc") == "abc"
+    assert parse_authorization("abc") == "abc"
+    assert parse_authorization("") is None
+    assert parse_authorization("a b c") is None

@@ -1,0 +1,363 @@
+"""GitHttpResolver against real git: repositories made with `git`, served by `git upload-pack`
+over HTTP exactly as git's http-backend does, answers checked against `git rev-parse`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from chalicelib import errors
+from chalicelib.resolver import (
+    ADVERTISEMENT_TYPE,
+    GitHttpResolver,
+    normalize_repository,
+    parse_advertisement,
+    validate_repository_url,
+)
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git binary")
+
+# No user or system config (signing, hooks, default branch) may change what the tests build.
+GIT_ENV = {
+    **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+IDENTITY = ["-c", "user.name=Binder Test", "-c", "user.email=test@example.invalid"]
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", *IDENTITY, "-C", str(repo), *args], env=GIT_ENV, check=True, capture_output=True, text=True
+    )
+    return done.stdout.strip()
+
+
+def make_repo(path: Path, branch: str = "main") -> Path:
+    path.mkdir()
+    git(path, "init", "-q", "-b", branch)
+    return path
+
+
+def commit(repo: Path, message: str) -> None:
+    (repo / "notes.txt").write_text(message + "\n")
+    git(repo, "add", "notes.txt")
+    git(repo, "commit", "-q", "-m", message)
+
+
+def pkt(line: bytes) -> bytes:
+    return b"%04x" % (len(line) + 4) + line
+
+
+class GitServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, repos: dict[str, Path]) -> None:
+        super().__init__(("127.0.0.1", 0), GitHandler)
+        self.repos = repos
+        self.stopping = threading.Event()
+        self.requests: list[tuple[str, str]] = []  # (path, user agent)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class GitHandler(BaseHTTPRequestHandler):
+    """Answers GET <repo>[.git]/info/refs?service=git-upload-pack like `git http-backend`."""
+
+    server: GitServer
+    ERRORS: ClassVar[dict[str, int]] = {"/private": 401, "/forbidden": 403, "/broken": 500, "/busy": 503}
+
+    def do_GET(self) -> None:
+        self.server.requests.append((self.path, self.headers.get("User-Agent", "")))
+        path, _, query = self.path.partition("?")
+        base = path.removesuffix("/info/refs")
+        try:
+            if base in self.ERRORS:
+                self.reply(self.ERRORS[base], b"no", "text/plain")
+            elif base == "/slow":
+                self.server.stopping.wait(2)  # far past the resolver's timeout
+                self.reply(200, b"", ADVERTISEMENT_TYPE)
+            elif base == "/trickle":
+                self.trickle()
+            elif base == "/website":
+                self.reply(200, b"<html>a web page for every path</html>", "text/html")
+            elif query == "service=git-upload-pack" and base.removesuffix(".git").lstrip("/") in self.server.repos:
+                self.advertise(self.server.repos[base.removesuffix(".git").lstrip("/")])
+            else:
+                self.reply(404, b"Repository not found.", "text/plain")
+        except OSError:
+            pass  # the resolver gave up (timeout tests) and closed the connection
+
+    def advertise(self, repo: Path) -> None:
+        refs = subprocess.run(
+            ["git", "upload-pack", "--stateless-rpc", "--advertise-refs", str(repo)],
+            env=GIT_ENV,
+            check=True,
+            capture_output=True,
+        ).stdout
+        self.reply(200, pkt(b"# service=git-upload-pack\n") + b"0000" + refs, ADVERTISEMENT_TYPE)
+
+    def trickle(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", ADVERTISEMENT_TYPE)
+        self.end_headers()
+        for _ in range(40):
+            if self.server.stopping.wait(0.05):
+                return
+            self.wfile.write(b"0")
+            self.wfile.flush()
+
+    def reply(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def repos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("git")
+    project = make_repo(root / "project")
+    commit(project, "first")
+    git(project, "tag", "light")  # lightweight tag on the first commit
+    git(project, "tag", "-a", "v1.0", "-m", "release 1.0")  # annotated tag on the first commit
+    commit(project, "second")
+    git(project, "checkout", "-q", "-b", "feature")
+    commit(project, "on a branch")
+    git(project, "branch", "cafe1234")  # a branch whose name looks like an abbreviated sha
+    git(project, "checkout", "-q", "main")
+
+    trunk = make_repo(root / "trunk", branch="trunk")
+    commit(trunk, "only")
+    return {"project": project, "trunk": trunk, "empty": make_repo(root / "empty")}
+
+
+@pytest.fixture(scope="module")
+def server(repos: dict[str, Path]) -> Iterator[GitServer]:
+    server = GitServer(repos)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.stopping.set()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def resolver() -> GitHttpResolver:
+    return GitHttpResolver(timeout=0.5)
+
+
+@pytest.mark.parametrize(
+    ("ref", "revision"),
+    [
+        ("HEAD", "HEAD"),
+        ("", "HEAD"),
+        ("main", "refs/heads/main"),
+        ("feature", "refs/heads/feature"),
+        ("light", "light^{commit}"),
+        ("v1.0", "v1.0^{commit}"),
+        ("refs/tags/v1.0", "v1.0^{commit}"),
+        ("refs/heads/feature", "feature"),
+        ("cafe1234", "refs/heads/cafe1234"),
+        (" main ", "main"),
+    ],
+)
+@pytest.mark.parametrize("suffix", ["", ".git"])
+def test_refs_resolve_to_the_commit_git_names(
+    server: GitServer, repos: dict[str, Path], resolver: GitHttpResolver, ref: str, revision: str, suffix: str
+) -> None:
+    commit = resolver.resolve(f"{server.url}/project{suffix}", ref)
+    assert commit == git(repos["project"], "rev-parse", revision)
+
+
+def test_an_annotated_tag_resolves_to_its_commit_not_the_tag_object(
+    server: GitServer, repos: dict[str, Path], resolver: GitHttpResolver
+) -> None:
+    tag_object = git(repos["project"], "rev-parse", "v1.0")
+    tagged_commit = git(repos["project"], "rev-parse", "v1.0^{commit}")
+    assert tag_object != tagged_commit
+    assert resolver.resolve(f"{server.url}/project", "v1.0") == tagged_commit
+
+
+def test_head_follows_the_default_branch_whatever_its_name(
+    server: GitServer, repos: dict[str, Path], resolver: GitHttpResolver
+) -> None:
+    assert resolver.resolve(f"{server.url}/trunk", "HEAD") == git(repos["trunk"], "rev-parse", "trunk")
+
+
+def test_the_resolver_introduces_itself_as_git(server: GitServer, resolver: GitHttpResolver) -> None:
+    resolver.resolve(f"{server.url}/trunk", "trunk")
+    path, agent = server.requests[-1]
+    assert path == "/trunk/info/refs?service=git-upload-pack"
+    assert agent == "git/binderless"
+
+
+def test_a_full_sha_is_returned_without_asking_the_server(server: GitServer, resolver: GitHttpResolver) -> None:
+    before = len(server.requests)
+    sha = "0123456789ABCDEF0123456789abcdef01234567"
+    assert resolver.resolve(f"{server.url}/nowhere", sha) == sha.lower()
+    assert len(server.requests) == before
+
+
+def test_an_unknown_ref_is_not_found_naming_ref_and_repository(server: GitServer, resolver: GitHttpResolver) -> None:
+    with pytest.raises(errors.NotFound) as caught:
+        resolver.resolve(f"{server.url}/project", "no-such-branch")
+    assert "no-such-branch" in caught.value.message and f"{server.url}/project" in caught.value.message
+
+
+def test_an_abbreviated_sha_asks_for_the_full_one(
+    server: GitServer, repos: dict[str, Path], resolver: GitHttpResolver
+) -> None:
+    short = git(repos["project"], "rev-parse", "--short=10", "main")
+    with pytest.raises(errors.BadRequest, match="full 40-character sha"):
+        resolver.resolve(f"{server.url}/project", short)
+
+
+def test_an_empty_repository_has_no_head(server: GitServer, resolver: GitHttpResolver) -> None:
+    with pytest.raises(errors.NotFound, match="is it empty"):
+        resolver.resolve(f"{server.url}/empty", "HEAD")
+
+
+@pytest.mark.parametrize("path", ["/missing", "/private", "/forbidden"])
+def test_a_missing_or_private_repository_is_a_bad_request(
+    server: GitServer, resolver: GitHttpResolver, path: str
+) -> None:
+    with pytest.raises(errors.BadRequest, match="not found or not public"):
+        resolver.resolve(server.url + path, "main")
+
+
+def test_a_web_page_is_not_a_git_repository(server: GitServer, resolver: GitHttpResolver) -> None:
+    with pytest.raises(errors.BadRequest, match="not a git repository"):
+        resolver.resolve(f"{server.url}/website", "main")
+
+
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [
+        ("/broken", "answered HTTP 500"),
+        ("/busy", "answered HTTP 503"),
+        ("/slow", "timed out"),
+        ("/trickle", "timed out"),
+    ],
+)
+def test_server_trouble_and_timeouts_ask_to_retry(server: GitServer, path: str, says: str) -> None:
+    with pytest.raises(errors.Unavailable) as caught:
+        GitHttpResolver(timeout=0.3).resolve(server.url + path, "main")
+    assert says in caught.value.message and "try again" in caught.value.message
+    assert caught.value.headers == {"Retry-After": "10"}
+    assert caught.value.status == 503
+
+
+def test_an_unreachable_host_is_a_bad_request() -> None:
+    with pytest.raises(errors.BadRequest, match="could not be reached"):
+        GitHttpResolver(timeout=0.5).resolve("http://127.0.0.1:9/nothing-listens", "main")
+
+
+def test_only_http_urls_are_fetched(resolver: GitHttpResolver, repos: dict[str, Path]) -> None:
+    with pytest.raises(errors.BadRequest, match="must be an http"):
+        resolver.resolve(f"file://{repos['project']}", "main")
+
+
+def test_parsing_falls_back_to_the_symref_and_reports_server_errors() -> None:
+    sha = "a" * 40
+    headless = pkt(b"version 1\n") + pkt(f"{sha} refs/heads/dev\0symref=HEAD:refs/heads/dev agent=x\n".encode())
+    assert parse_advertisement(headless + b"0000").lookup("HEAD") == sha
+    with pytest.raises(ValueError, match="access denied"):
+        parse_advertisement(pkt(b"ERR access denied\n"))
+    with pytest.raises(ValueError):
+        parse_advertisement(b"not pkt-lines")
+
+
+@pytest.mark.parametrize(
+    ("url", "normalized"),
+    [
+        ("https://github.com/binder-examples/requirements", "https://github.com/binder-examples/requirements"),
+        ("  HTTPS://GitHub.COM/User/Repo.git/ ", "https://github.com/User/Repo"),
+        ("https://gitlab.com/group/sub/repo/", "https://gitlab.com/group/sub/repo"),
+        ("https://git.example.org:8443/r.git", "https://git.example.org:8443/r"),
+        ("/srv/repos/project.git/", "/srv/repos/project.git"),
+    ],
+)
+def test_normalize_repository_gives_one_spelling(url: str, normalized: str) -> None:
+    assert normalize_repository(url) == normalized
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "normalized"),
+    [
+        ("https://github.com/u/r.git", {}, "https://github.com/u/r"),
+        ("https://[2606:4700::1]/u/r", {}, "https://[2606:4700::1]/u/r"),
+        ("http://github.com/u/r", {"allow_http": True}, "http://github.com/u/r"),
+        ("/srv/repos/r.git", {"allow_local": True}, "/srv/repos/r.git"),
+        ("file:///srv/repos/r/", {"allow_local": True}, "file:///srv/repos/r"),
+        ("http://127.0.0.1:8000/r", {"allow_http": True, "allow_local": True}, "http://127.0.0.1:8000/r"),
+        ("https://GitHub.com/u/r", {"allowed_hosts": ["github.com"]}, "https://github.com/u/r"),
+    ],
+)
+def test_validate_repository_url_accepts(url: str, options: dict[str, Any], normalized: str) -> None:
+    assert validate_repository_url(url, **options) == normalized
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("", "must be a URL"),
+        ("github.com/user/repo", "is not a URL"),
+        ("git@github.com:user/repo.git", "is not a URL"),
+        ("ftp://example.com/r", "scheme ftp:// is not supported"),
+        ("http://github.com/u/r", "scheme http:// is not supported"),
+        ("https:///u/r", "is not a URL"),
+        ("https://user:secret@github.com/u/r", "must not contain credentials"),
+        ("https://token@github.com/u/r", "must not contain credentials"),
+        ("https://github.com:0/u/r", "port must be a number from 1 to 65535"),
+        ("https://github.com:65536/u/r", "port must be a number from 1 to 65535"),
+        ("https://github.com:http/u/r", "port must be a number from 1 to 65535"),
+        ("https://github.com/u/my repo", "whitespace or control characters"),
+        ("https://github.com/u/r\x00", "whitespace or control characters"),
+        ("https://github.com/u/\u202er", "whitespace or control characters"),
+        ("https://github.com/" + "r" * 2048, "longer than 2048"),
+        ("https://github.com/u/r?tab=readme", "?query or #fragment"),
+        ("https://github.com/u/r#main", "?query or #fragment"),
+        ("https://bad_host..com/r", "not a valid host name"),
+        ("https://[::1/r", "not a valid URL"),
+        ("https://exämple.com/r", "xn--"),
+        ("/srv/repos/r", "local repositories are not accepted"),
+        ("file:///etc/passwd", "local repositories are not accepted"),
+        ("https://localhost/r", "local or private address"),
+        ("https://127.0.0.1/r", "local or private address"),
+        ("https://10.0.0.5/r", "local or private address"),
+        ("https://169.254.169.254/latest", "local or private address"),
+        ("https://[::1]/r", "local or private address"),
+        ("https://2130706433/r", "local or private address"),  # 127.0.0.1 spelled as one number
+    ],
+)
+def test_validate_repository_url_refuses(url: str, says: str) -> None:
+    with pytest.raises(errors.BadRequest) as caught:
+        validate_repository_url(url)
+    assert says in caught.value.message
+
+
+def test_validate_repository_url_checks_the_operators_hosts() -> None:
+    with pytest.raises(errors.BadRequest, match="not allowed here; allowed: github.com, gitlab.com"):
+        validate_repository_url("https://example.com/u/r", allowed_hosts=["gitlab.com", "github.com"])
+
+
+def test_file_urls_must_name_a_local_path() -> None:
+    with pytest.raises(errors.BadRequest, match="must name a local path"):
+        validate_repository_url("file://server/share/r", allow_local=True)
