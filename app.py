@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from chalice import Chalice, Rate, Response
-from chalice.app import CloudWatchEvent, Request
+from chalice.app import Chalice, CloudWatchEvent, Rate, Request, Response
 
 from chalicelib.context import get_services
 from chalicelib.errors import error_body

@@ -79,7 +79,7 @@ def error_body(code: str, message: str) -> str:
     return json.dumps({"error": code, "message": message})
 
 
-def to_response(error: BinderError) -> tuple[int, dict[str, str], str]:
+def to_response(error: BinderError) -> tuple[int, dict[str, str | list[str]], str]:
     """(status, headers, body) for a domain error; app.py turns this into a chalice Response."""
-    headers = {"Content-Type": "application/json", **error.headers}
+    headers: dict[str, str | list[str]] = {"Content-Type": "application/json", **error.headers}
     return error.status, headers, error_body(error.code, error.message)

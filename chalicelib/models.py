@@ -8,8 +8,8 @@ store saves; replies are shaped from them in the routes.
 from __future__ import annotations
 
 import re
-from enum import Enum
-from typing import Any, Union
+from enum import StrEnum
+from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictInt, field_validator
 
@@ -18,7 +18,7 @@ from chalicelib.catalog import ServiceRequest
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 _NAME_RE = re.compile(NAME_PATTERN)
 
-RawLimit = Union[StrictInt, float, str]
+RawLimit = StrictInt | float | str
 
 
 def is_valid_name(name: str) -> bool:
@@ -58,7 +58,7 @@ class PoolSize(Request):
     size: StrictInt = Field(ge=0, validation_alias=AliasChoices("size", "minPool"))
 
 
-class BuildStatus(str, Enum):
+class BuildStatus(StrEnum):
     pending = "pending"
     completed = "completed"
     failed = "failed"
@@ -71,7 +71,7 @@ BUILD_TRANSITIONS: dict[BuildStatus, frozenset[BuildStatus]] = {
 }
 
 
-class ServerState(str, Enum):
+class ServerState(StrEnum):
     starting = "starting"
     available = "available"  # pooled, ready, waiting to be claimed
     running = "running"  # handed out and ready
@@ -137,7 +137,7 @@ class Server(BaseModel):
     id: str
     state: ServerState
     claimed: bool
-    token: str = Field("", repr=False)
+    token: str = Field(default="", repr=False)
     url: str = ""
     handle: dict[str, str] = Field(default_factory=dict)
     reason: str = ""

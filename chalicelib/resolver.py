@@ -35,7 +35,7 @@ MAX_URL_LENGTH = 2048
 # beyond this something is wrong and a Lambda should not hold it in memory.
 MAX_ADVERTISEMENT_BYTES = 32 * 1024 * 1024
 _CHUNK = 64 * 1024
-_PKT_LENGTH = re.compile(rb"[0-9a-f]{4}")
+_PKT_LENGTH = re.compile(rb"[0-9a-fA-F]{4}")
 _HOSTNAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?")
 
 

@@ -71,3 +71,15 @@ def run_all_starting(client: Any, world: World, environment_name: str) -> None:
 def tick(client: Any) -> Any:
     """One run of the scheduled function, as EventBridge's schedule would start it."""
     return send_event(client, "keeper", "aws.events", "Scheduled Event", {})
+
+
+def set_task_status(world: World, task_arn: str, status: str) -> None:
+    """What ECS would do on its own (moto keeps tasks where we put them)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ecs.models import ecs_backends
+
+    ecs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tasks[world.settings.cluster][task_arn].status = status
+
+
+def pool_of(client: Any, world: World, environment_name: str) -> dict[str, int]:
+    return dict(body(client.http.get(f"/pools/{environment_name}")))

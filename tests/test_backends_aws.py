@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 from moto.moto_api import state_manager
@@ -253,6 +255,28 @@ def test_build_events_of_other_projects_are_ignored(settings: Settings) -> None:
     detail["project-name"] = "someone-elses-project"
 
     assert AwsBuilder(settings).from_event(detail) is None
+
+
+def test_buildspec_uses_the_variables_each_build_is_given(aws: None, settings: Settings) -> None:
+    ecr = boto3.client("ecr", region_name=REGION)
+    ecr.create_repository(repositoryName="binderless")
+    codebuild, stub = stubbed("codebuild")
+    sent: dict[str, str] = {}
+    codebuild.meta.events.register(
+        "provide-client-params.codebuild.StartBuild",
+        lambda params, **_: sent.update({v["name"]: v["value"] for v in params["environmentVariablesOverride"]}),
+    )
+    stub.add_response("start_build", {"build": {"id": "b-1"}})
+    with stub:
+        AwsBuilder(settings, codebuild=codebuild, ecr=ecr).start(REQUEST)
+    spec = yaml.safe_load((Path(__file__).parent.parent / "buildspec.yml").read_text())
+    commands = " ".join(c for phase in spec["phases"].values() for c in phase["commands"])
+
+    used = set(re.findall(r"\$\{?([A-Z_][A-Z0-9_]*)", commands))
+
+    assert used - set(sent) <= {"AWS_DEFAULT_REGION", *spec["env"]["variables"]}
+    assert {"REPOSITORY", "COMMIT", "IMAGE_URI"} <= used
+    assert sent["COMMIT"] == REQUEST.commit
 
 
 # --- stagings -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Any, Callable, TypeVar
 
-from chalice import Blueprint, Response
+from chalice.app import Blueprint, Response
 from pydantic import BaseModel, ValidationError
 
 from chalicelib.context import get_services
@@ -27,10 +27,11 @@ def endpoint(blueprint: Blueprint, name: str) -> Callable[[Callable[..., Any]], 
             try:
                 request = blueprint.current_request
                 get_services().auth.authorize(name, request.headers.get("authorization"))
-                return view(**kwargs)
+                response: Response = view(**kwargs)
+                return response
             except BinderError as error:
                 status, headers, body = to_response(error)
-                return Response(body=body, headers=headers, status_code=status)
+                return Response(body=body, headers=dict(headers), status_code=status)
             except Exception:
                 log.exception("unhandled error in %s", name)
                 return Response(body=error_body("InternalError", "Something went wrong on our side; try again."),
@@ -67,12 +68,11 @@ def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def reply(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(body=json.dumps(body), headers={"Content-Type": "application/json", **(headers or {})},
-                    status_code=status)
+def reply(body: Any, status: int = 200) -> Response:
+    return Response(body=json.dumps(body), headers={"Content-Type": "application/json"}, status_code=status)
 
 
 def query_param(blueprint: Blueprint, name: str) -> str | None:
-    params = blueprint.current_request.query_params or {}
-    value = params.get(name)
+    params = blueprint.current_request.query_params
+    value: str | None = params.get(name) if params else None
     return value.strip().strip('"') if value else None  # the seed writes ?repository="https://..."

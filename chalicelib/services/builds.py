@@ -7,7 +7,7 @@ import logging
 import re
 from typing import Callable
 
-from chalicelib.backends.base import BuildEvent, Builder, BuildRequest, BuildState, RefResolver
+from chalicelib.backends.base import Builder, BuildEvent, BuildRequest, BuildState, RefResolver
 from chalicelib.config import Settings
 from chalicelib.errors import BinderError, Conflict, NotFound
 from chalicelib.models import Build, BuildCreate, BuildStatus, ImageRegister
@@ -110,7 +110,8 @@ class BuildService:
         due = list(self.store.builds.due(self.clock()))
         started = [b for b in due if b.handle]
         states = self.builder.poll([b.handle for b in started]) if started else []
-        for build, state in zip(started, states):  # still pending: recorded too, to push the next poll back
+        # Still-pending builds are recorded too: that pushes their next poll back.
+        for build, state in zip(started, states, strict=True):
             self._safely(self._record, build, BuildState(state.status, build.image, state.reason, build.handle))
         for build in due:
             if not build.handle:

@@ -43,7 +43,7 @@ class ServerLifecycle:
                 self._end(server, ServerState.failed, f"could not start: {error.message}")
             raise
         started = []
-        for server, result in zip(servers, results):
+        for server, result in zip(servers, results, strict=True):
             if result.failure:
                 started.append(self._end(server, ServerState.failed, f"could not start: {result.failure}"))
                 continue
@@ -104,7 +104,7 @@ class ServerLifecycle:
         now = self.clock()
         with_task = [s for s in servers if s.handle]
         tasks = self.spawner.describe([s.handle for s in with_task]) if with_task else []
-        for server, task in zip(with_task, tasks):
+        for server, task in zip(with_task, tasks, strict=True):
             try:
                 self._reconcile_one(server, task, now)
             except ConditionFailed:

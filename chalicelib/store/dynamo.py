@@ -190,9 +190,9 @@ class Dynamo:
 
     def create_table(self) -> None:
         """Create the table as infra/ does (used by tests and local mode)."""
-        attributes = {"pk": "S", "sk": "S", "repository": "S", "created_at": "N", "avail_env": "S",
+        attributes: dict[str, Any] = {"pk": "S", "sk": "S", "repository": "S", "created_at": "N", "avail_env": "S",
                       "task_arn": "S", "kind_pk": "S", "kind_sk": "S"}
-        indexes = []
+        indexes: list[Any] = []
         for name, (hash_key, range_key) in INDEXES.items():
             schema = [{"AttributeName": hash_key, "KeyType": "HASH"}]
             if range_key:

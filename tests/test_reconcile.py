@@ -1,0 +1,154 @@
+"""The schedule: lost, repeated and out-of-order events, slow starts, lifetimes, failures."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.stub import Stubber
+
+from tests.conftest import World, auth, body
+from tests.helpers import (
+    REPO,
+    build_event,
+    pool_of,
+    run_all_starting,
+    set_task_status,
+    staged,
+    task_event,
+    task_of,
+    tick,
+)
+
+
+def launch(client: Any, environment: str) -> Any:
+    return client.http.post(f"/deployments/{environment}", body="")
+
+
+def resize(client: Any, environment: str, size: int) -> Any:
+    return client.http.post(f"/pools/{environment}", body=json.dumps({"size": size}), headers=auth())
+
+
+def test_a_lost_running_event_is_reconciled_by_the_schedule(client: Any, world: World) -> None:
+    environment = staged(client, world)
+    server_id = body(launch(client, environment))["id"]
+    set_task_status(world, task_of(world, environment, server_id), "RUNNING")  # ECS moved; no event came
+    tick(client)
+    assert body(client.http.get(f"/deployments/{environment}/{server_id}"))["status"] == "starting"
+
+    world.clock.advance(world.settings.starting_timeout)
+    tick(client)
+
+    reply = body(client.http.get(f"/deployments/{environment}/{server_id}"))
+    assert reply["status"] == "running" and "?token=" in reply["location"]
+
+
+def test_a_server_that_never_starts_is_stopped_and_failed(client: Any, world: World) -> None:
+    environment = staged(client, world)
+    server_id = body(launch(client, environment))["id"]
+    task_arn = task_of(world, environment, server_id)
+    set_task_status(world, task_arn, "PROVISIONING")
+
+    world.clock.advance(world.settings.starting_timeout + 1)
+    tick(client)
+
+    assert body(client.http.get(f"/deployments/{environment}/{server_id}"))["status"] == "stopping"
+    task = world.ecs.describe_tasks(cluster="binderless", tasks=[task_arn])["tasks"][0]
+    assert task["desiredStatus"] == "STOPPED"
+    task_event(client, world, task_arn, "STOPPED")
+    reply = body(client.http.get(f"/deployments/{environment}/{server_id}"))
+    assert reply["status"] == "stopped" and "did not start" in reply["reason"]
+    assert pool_of(client, world, environment)["running"] == 0
+
+
+def test_servers_stop_at_their_maximum_lifetime(client: Any, world: World) -> None:
+    environment = staged(client, world)
+    server_id = body(launch(client, environment))["id"]
+    task_arn = task_of(world, environment, server_id)
+    task_event(client, world, task_arn, "RUNNING")
+
+    world.clock.advance(world.settings.server_max_lifetime - 1)
+    tick(client)
+    assert body(client.http.get(f"/deployments/{environment}/{server_id}"))["status"] == "running"
+    world.clock.advance(1)
+    tick(client)
+
+    assert body(client.http.get(f"/deployments/{environment}/{server_id}"))["reason"] == "maximum lifetime reached"
+    assert world.ecs.describe_tasks(cluster="binderless", tasks=[task_arn])["tasks"][0]["desiredStatus"] == "STOPPED"
+
+
+def test_events_twice_or_out_of_order_change_nothing_more(client: Any, world: World) -> None:
+    environment = staged(client, world)
+    server_id = body(launch(client, environment))["id"]
+    task_arn = task_of(world, environment, server_id)
+
+    task_event(client, world, task_arn, "RUNNING")
+    task_event(client, world, task_arn, "RUNNING")
+    assert pool_of(client, world, environment)["running"] == 1
+    task_event(client, world, task_arn, "STOPPED")
+    task_event(client, world, task_arn, "STOPPED")
+    task_event(client, world, task_arn, "RUNNING")  # late
+
+    assert body(client.http.get(f"/deployments/{environment}/{server_id}"))["status"] == "stopped"
+    assert pool_of(client, world, environment) == {"running": 0, "available": 0, "starting": 0, "size": 0}
+    assert send_foreign_event_is_ignored(client, world, task_arn)
+
+
+def send_foreign_event_is_ignored(client: Any, world: World, task_arn: str) -> bool:
+    task = world.ecs.describe_tasks(cluster="binderless", tasks=[task_arn])["tasks"][0]
+    detail = json.loads(json.dumps(task, default=str)) | {"clusterArn": "arn:aws:ecs:us-east-1:1:cluster/other"}
+    from tests.helpers import send_event
+
+    return bool(send_event(client, "task_events", "aws.ecs", "ECS Task State Change", detail) == {"ignored": True})
+
+
+def test_a_pooled_server_that_dies_unseen_is_replaced(client: Any, world: World) -> None:
+    environment = staged(client, world)
+    resize(client, environment, 2)
+    run_all_starting(client, world, environment)
+    victim = next(world.services.store.servers.live(environment))
+    set_task_status(world, victim.handle["task_arn"], "STOPPED")  # crashed; the event was lost
+
+    world.clock.advance(world.settings.starting_timeout)
+    tick(client)
+
+    assert world.services.store.servers.get(environment, victim.id).state.value == "stopped"  # type: ignore[union-attr]
+    assert pool_of(client, world, environment) == {"running": 0, "available": 1, "starting": 1, "size": 2}
+
+
+def test_a_lost_build_event_is_polled(client: Any, world: World) -> None:
+    world.git.push(REPO)
+    image_name = body(client.http.post("/builds/repos", body=json.dumps({"repository": REPO})))["image-name"]
+    tick(client)
+    assert body(client.http.get(f"/builds/repos/{image_name}"))["status"] == "pending"
+
+    world.clock.advance(world.settings.build_poll_after)
+    tick(client)
+
+    assert body(client.http.get(f"/builds/repos/{image_name}"))["status"] == "completed"  # moto: builds succeed
+    assert build_event(client, world, image_name, "FAILED") == {"ignored": True}  # late: changes nothing
+
+
+def test_no_capacity_is_a_503_with_retry_after_and_nothing_leaks(client: Any, world: World) -> None:
+    environment = staged(client, world)
+    spawner = world.services.servers.spawner
+    with Stubber(spawner.ecs) as stub:  # type: ignore[attr-defined]
+        stub.add_response("run_task", {"tasks": [], "failures": [{"reason": "Capacity is unavailable at this time."}]})
+        reply = launch(client, environment)
+
+    assert reply.status_code == 503 and reply.headers["Retry-After"]
+    assert "Capacity" in body(reply)["message"]
+    assert pool_of(client, world, environment)["running"] == 0
+    assert list(world.services.store.servers.live(environment)) == []
+
+
+def test_resize_trims_idle_servers_but_not_handed_out_ones(client: Any, world: World) -> None:
+    environment = staged(client, world)
+    resize(client, environment, 3)
+    run_all_starting(client, world, environment)
+    claimed = body(launch(client, environment))["id"]
+
+    trimmed = body(resize(client, environment, 1))
+
+    assert trimmed == {"running": 1, "available": 1, "starting": 0, "size": 1}
+    assert body(client.http.get(f"/deployments/{environment}/{claimed}"))["status"] == "running"
