@@ -95,6 +95,14 @@ class Settings(BaseModel):
 
     service_catalog: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_SERVICE_CATALOG))
 
+    @field_validator("service_catalog")
+    @classmethod
+    def _valid_catalog(cls, catalog: dict[str, Any]) -> dict[str, Any]:
+        from chalicelib.catalog import validate_catalog  # catalog imports the models, which are heavier
+
+        validate_catalog(catalog)  # a malformed operator catalog fails at start, not at the first staging
+        return catalog
+
     @field_validator("ecr_repository_uri")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

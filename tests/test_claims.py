@@ -1,0 +1,78 @@
+"""Claims: one query plus one conditional transaction, and never the same server twice."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from tests.conftest import World, auth
+from tests.helpers import pool_of, run_all_starting, staged
+
+
+def filled_pool(client: Any, world: World, size: int) -> str:
+    environment = staged(client, world)
+    for _ in range(0, size, 10):
+        client.http.post(f"/pools/{environment}", body=json.dumps({"size": size}), headers=auth())
+    run_all_starting(client, world, environment)
+    assert pool_of(client, world, environment)["available"] == size
+    return environment
+
+
+def test_a_claim_is_one_query_and_one_transaction(client: Any, world: World) -> None:
+    environment = filled_pool(client, world, 2)
+    calls: list[str] = []
+    world.dynamodb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+
+    server = world.services.store.servers.claim(environment, now=world.clock(), stop_at=world.clock() + 60)
+
+    assert server is not None and server.state.value == "running"
+    assert calls == ["Query", "TransactWriteItems"]
+
+
+def test_concurrent_claims_never_share_a_server(client: Any, world: World) -> None:
+    environment = filled_pool(client, world, 6)
+    store = world.services.store.servers
+    # moto's in-process tables are not thread-safe; DynamoDB makes each request atomic, so a lock
+    # around each call models it while the claims still interleave between their query and transaction.
+    lock, call = threading.Lock(), world.dynamodb._make_api_call
+
+    def atomic(*args: Any) -> Any:
+        with lock:
+            return call(*args)
+
+    world.dynamodb._make_api_call = atomic
+
+    def claim(_: int) -> str | None:
+        server = store.claim(environment, now=world.clock(), stop_at=world.clock() + 60)
+        return server.id if server else None
+
+    with ThreadPoolExecutor(max_workers=8) as workers:
+        ids = list(workers.map(claim, range(16)))
+
+    claimed = [i for i in ids if i]
+    assert Counter(claimed).most_common(1)[0][1] == 1  # nobody got a server twice
+    assert len(claimed) <= 6
+    pool = pool_of(client, world, environment)
+    assert pool["running"] == len(claimed) and pool["available"] == 6 - len(claimed)
+
+
+def test_a_claim_that_loses_the_race_takes_the_next_server(client: Any, world: World) -> None:
+    environment = filled_pool(client, world, 2)
+    store = world.services.store.servers
+    stale = list(world.services.store.dynamo.query(
+        "avail_env = :e", {":e": {"S": environment}}, index="available"))  # what a lagging index shows
+    first = store.claim(environment, now=world.clock(), stop_at=world.clock() + 60)
+    original_query = world.services.store.dynamo.query
+    world.services.store.dynamo.query = lambda *a, **k: iter(stale)  # type: ignore[method-assign]
+    try:
+        second = store.claim(environment, now=world.clock(), stop_at=world.clock() + 60)
+        third = store.claim(environment, now=world.clock(), stop_at=world.clock() + 60)
+    finally:
+        world.services.store.dynamo.query = original_query  # type: ignore[method-assign]
+
+    assert first is not None and second is not None and first.id != second.id
+    assert third is None  # both listed servers are taken: the caller starts one cold
+    assert pool_of(client, world, environment) == {"running": 2, "available": 0, "starting": 0, "size": 2}
