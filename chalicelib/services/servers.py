@@ -35,7 +35,7 @@ class ServerLifecycle:
         """Start ``count`` servers (at most one platform batch); claimed ones are handed out already."""
         now = self.clock()
         servers = [self._new(staging.environment_name, now, claimed) for _ in range(count)]
-        self.store.servers.create(servers, due_at=now + self.settings.starting_timeout)
+        self.store.servers.create(servers, due_at=now + self.settings.check_interval)
         try:
             results = self.spawner.start(staging.handle, [s.id for s in servers])
         except BinderError as error:
@@ -49,7 +49,7 @@ class ServerLifecycle:
                 continue
             try:
                 started.append(self.store.servers.transition(
-                    server, ServerState.starting, due_at=now + self.settings.starting_timeout,
+                    server, ServerState.starting, due_at=now + self.settings.check_interval,
                     token=result.token, handle=result.handle))
             except ConditionFailed:
                 # Deleted while RunTask was in flight: nobody owns this task now, so stop it.
@@ -71,7 +71,7 @@ class ServerLifecycle:
         stopping = server
         if server.state is not ServerState.stopping:
             stopping = self.store.servers.transition(server, ServerState.stopping, reason=reason,
-                                                     due_at=self.clock() + self.settings.starting_timeout)
+                                                     due_at=self.clock() + self.settings.check_interval)
         self.spawner.stop(server.handle, reason)
         return stopping
 
@@ -80,7 +80,7 @@ class ServerLifecycle:
         now = self.clock()
         if task.status == "running" and server.state is ServerState.starting:
             to = ServerState.running if server.claimed else ServerState.available
-            due = server.stop_at if server.claimed else now + self.settings.starting_timeout
+            due = server.stop_at if server.claimed else now + self.settings.check_interval
             return self.store.servers.transition(server, to, url=task.url, due_at=due)
         if task.status == "stopped" and server.state in LIVE_STATES:
             ended = ServerState.failed if server.state is ServerState.starting else ServerState.stopped
@@ -119,13 +119,13 @@ class ServerLifecycle:
             return
         if server.claimed and server.stop_at and server.stop_at <= now:
             self.stop(server, "maximum lifetime reached")
-        elif server.state is ServerState.starting:
+        elif server.state is ServerState.starting and server.created_at + self.settings.starting_timeout <= now:
             self.stop(server, f"did not start within {self.settings.starting_timeout} seconds")
-        elif server.state is ServerState.stopping:
-            self.spawner.stop(server.handle, server.reason or "stopping")
-            self.store.servers.transition(server, server.state, due_at=now + self.settings.starting_timeout)
-        elif server.state is ServerState.available:
-            self.store.servers.transition(server, server.state, due_at=now + self.settings.starting_timeout)
+        else:
+            if server.state is ServerState.stopping:
+                self.spawner.stop(server.handle, server.reason or "stopping")
+            due = now + self.settings.check_interval
+            self.store.servers.transition(server, server.state, due_at=min(due, server.stop_at or due))
 
     def _end(self, server: Server, state: ServerState, reason: str) -> Server:
         return self.store.servers.transition(server, state, reason=reason,
