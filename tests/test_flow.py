@@ -148,3 +148,47 @@ def test_list_delete_and_drain(client: Any, world: World) -> None:
     assert environment not in body(client.http.get("/pools", headers=auth()))
     idle = [s for s in world.services.store.servers.live(environment) if s.state.value != "stopping"]
     assert idle == []
+
+
+def test_an_operator_approved_image_stages_like_a_completed_build(client: Any, world: World) -> None:
+    image = "public.ecr.aws/jupyter/scipy-notebook:2024-10-07"
+    registered = post(client, "/builds/images", {"image-name": "scipy", "image": image})
+    assert registered.status_code == 201
+
+    assert body(client.http.get("/builds/repos/scipy")) == {"image-name": "scipy", "status": "completed",
+                                                            "image": image}
+    staged_env = post(client, "/stagings", {"image-name": "scipy", "environment-name": "thebe-scipy"})
+    assert body(staged_env) == {"environment-name": "thebe-scipy"}
+    definition = world.ecs.describe_task_definition(taskDefinition="binderless-thebe-scipy")["taskDefinition"]
+    assert definition["containerDefinitions"][0]["image"] == image
+    assert post(client, "/deployments/thebe-scipy", headers={}).status_code == 202
+    # the same staging again is the same environment; a different one under that name is refused
+    assert post(client, "/stagings", {"image-name": "scipy", "environment-name": "thebe-scipy"}).status_code == 200
+    clash = post(client, "/stagings", {"image-name": "scipy", "environment-name": "thebe-scipy",
+                                       "limits": {"cpu": 2}})
+    assert clash.status_code == 409
+
+
+def test_a_staging_with_services_adds_sidecars(client: Any, world: World) -> None:
+    from tests.helpers import built_image
+
+    image_name = built_image(client, world)
+    reply = post(client, "/stagings", {"image-name": image_name, "limits": {"cpu": 1, "memory": "2G"},
+                                       "services": [{"name": "postgres", "version": 16,
+                                                     "params": {"database": "lab"}}]})
+    environment = body(reply)["environment-name"]
+
+    info = body(client.http.get(f"/stagings/{environment}", headers=auth()))
+    assert info["limits"] == {"cpu": "1", "memory": "2G"}
+    assert info["services"] == [{"name": "postgres", "version": "16", "params": {"database": "lab"}}]
+    containers = world.ecs.describe_task_definition(
+        taskDefinition=f"binderless-{environment}")["taskDefinition"]["containerDefinitions"]
+    sidecar = next(c for c in containers if c["name"] == "postgres")
+    assert {"name": "POSTGRES_DB", "value": "lab"} in sidecar["environment"]
+
+
+def test_staging_a_build_that_is_not_finished_is_a_conflict(client: Any, world: World) -> None:
+    world.git.push(REPO)
+    image_name = body(post(client, "/builds/repos", {"repository": REPO}))["image-name"]
+    reply = post(client, "/stagings", {"image-name": image_name})
+    assert reply.status_code == 409 and "still building" in body(reply)["message"]
