@@ -83,6 +83,11 @@ class Settings(BaseModel):
     stopped_retention: int = Field(24 * 3600, ge=0, description="seconds a stopped server stays visible")
     build_poll_after: int = Field(900, gt=0, description="seconds before a build without an event is polled")
 
+    # Local mode (``python -m chalicelib.local``): where clones, virtualenvs and server logs go
+    # ("" = .binderless/ in the project), and how often the schedule's tick runs, in seconds.
+    local_dir: str = ""
+    local_tick: float = Field(2.0, gt=0)
+
     # Limits and caps.
     default_cpu: int = 1024
     default_memory: int = 2048

@@ -11,4 +11,8 @@ def adapters_for(settings: Settings) -> tuple[Builder, Stager, Spawner]:
         from chalicelib.backends.aws import AwsBuilder, AwsSpawner, AwsStager
 
         return AwsBuilder(settings), AwsStager(settings), AwsSpawner(settings)
+    if settings.backend == "local":
+        from chalicelib.backends.local import LocalBuilder, LocalSpawner, LocalStager
+
+        return LocalBuilder(settings), LocalStager(), LocalSpawner(settings)
     raise ValueError(f"backend '{settings.backend}' is not available yet")

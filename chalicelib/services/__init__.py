@@ -43,7 +43,11 @@ def build_services(settings: Settings, *, store: Store | None = None, builder: B
 
         default_builder, default_stager, default_spawner = adapters_for(settings)
         builder, stager, spawner = builder or default_builder, stager or default_stager, spawner or default_spawner
-    if resolver is None:
+    if resolver is None and settings.backend == "local":
+        from chalicelib.backends.local import LocalResolver
+
+        resolver = LocalResolver()  # the git binary: local paths and file:// URLs too
+    elif resolver is None:
         from chalicelib.resolver import GitHttpResolver
 
         resolver = GitHttpResolver()

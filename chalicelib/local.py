@@ -1,0 +1,186 @@
+"""Local mode: ``python -m chalicelib.local`` (``make run``) serves the whole API with no AWS account.
+
+One process: the Chalice app on Chalice's own local server (http://127.0.0.1:8000, or HOST and
+PORT), DynamoDB from an embedded moto server (or whatever AWS_ENDPOINT_URL names, e.g. DynamoDB
+Local), the local backend (git clones, ``jupyter server`` processes) and a timer thread standing in
+for the scheduled function. Ctrl-C (or SIGTERM) stops it and every notebook server it started.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any, Callable
+
+from chalicelib.backends.local_common import PROJECT_DIR, work_dir
+from chalicelib.config import Settings, get_settings
+from chalicelib.context import set_services
+from chalicelib.services import Services, build_services
+
+if TYPE_CHECKING:
+    from chalice.config import Config
+    from chalice.local import LocalDevServer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+CHALICE_STAGE = "local"
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
+LOCAL_DEFAULTS = {
+    # Servers are checked on every tick (check interval <= tick): a local process has no events to
+    # announce that it started or exited, so the schedule's describe() is how anything is noticed.
+    "BINDERLESS_CHECK_INTERVAL": "1",
+    "BINDERLESS_BUILD_POLL_AFTER": "1",  # likewise for builds: poll() on the next tick
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+class Ticker(threading.Thread):
+    """The scheduled function's stand-in: ``tick`` every ``interval`` seconds until stopped."""
+
+    def __init__(self, tick: Callable[[], Any], interval: float) -> None:
+        super().__init__(name="local-tick", daemon=True)
+        self.tick = tick
+        self.interval = interval
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            try:
+                self.tick()
+            except Exception:  # one failed run must not end the schedule; the next may succeed
+                log.exception("the scheduled tick failed")
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join()
+
+
+def load_chalice_config() -> Config:
+    """The "local" stage of .chalice/config.json, as ``chalice local --stage local`` reads it.
+
+    Its environment variables become defaults: what the caller set wins."""
+    from chalice.cli.factory import CLIFactory
+
+    config = CLIFactory(str(PROJECT_DIR), environ={}).create_config_obj(chalice_stage_name=CHALICE_STAGE)
+    for name, value in {**config.environment_variables, **LOCAL_DEFAULTS}.items():
+        os.environ.setdefault(name, value)
+    os.environ["BINDERLESS_BACKEND"] = "local"  # this runner has no other backend to offer
+    return config
+
+
+def ensure_admin_token() -> str:
+    """BINDERLESS_ADMIN_TOKEN, or a fresh one that this run accepts as the admin token."""
+    if not os.environ.get("BINDERLESS_ADMIN_TOKEN"):
+        os.environ["BINDERLESS_ADMIN_TOKEN"] = secrets.token_urlsafe(32)
+    return os.environ["BINDERLESS_ADMIN_TOKEN"]
+
+
+def start_database(cleanup: ExitStack) -> str:
+    """The DynamoDB endpoint: AWS_ENDPOINT_URL when set, else a moto server in this process."""
+    external = os.environ.get("AWS_ENDPOINT_URL")
+    if external:
+        for name, value in FAKE_CREDENTIALS.items():
+            os.environ.setdefault(name, value)  # DynamoDB Local accepts any credentials
+        return external
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per tick's queries otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    cleanup.callback(server.stop)
+    host, port = server.get_host_and_port()
+    # Fake credentials always: nothing this process signs should carry a real key, even to moto.
+    os.environ.update(FAKE_CREDENTIALS)
+    os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
+    return os.environ["AWS_ENDPOINT_URL"]
+
+
+def start_services() -> Services:
+    """Settings from the environment prepared above, the services wired to the local backend."""
+    get_settings.cache_clear()
+    services = build_services(get_settings())
+    set_services(services)
+    ensure_table(services)
+    return services
+
+
+def ensure_table(services: Services) -> None:
+    dynamo = services.store.dynamo
+    try:
+        dynamo.client.describe_table(TableName=dynamo.table_name)
+    except dynamo.client.exceptions.ResourceNotFoundException:
+        dynamo.create_table()
+
+
+def stop_servers(services: Services) -> None:
+    from chalicelib.backends.local import LocalSpawner
+
+    spawner = services.servers.spawner
+    if isinstance(spawner, LocalSpawner):
+        spawner.stop_all()
+
+
+def serve(config: Config, host: str, port: int, cleanup: ExitStack) -> LocalDevServer:
+    """Chalice's local server (what ``chalice local`` runs) in a thread; the main thread waits for signals."""
+    from chalice.local import create_local_server
+
+    server = create_local_server(config.chalice_app, config, host, port)
+    cleanup.callback(server.server.server_close)
+    thread = threading.Thread(target=server.server.serve_forever, name="local-http", daemon=True)
+    thread.start()
+    cleanup.callback(server.shutdown)  # only once serve_forever runs: shutdown() waits for it
+    return server
+
+
+def banner(url: str, settings: Settings, database: str) -> str:
+    return "\n".join([
+        "binderless local mode",
+        f"  API          {url}",
+        f"  admin token  {settings.admin_token}",
+        f"  database     {database}",
+        f"  work dir     {work_dir(settings)}",
+        f"  try          curl -H 'Authorization: token {settings.admin_token}' {url}/pools",
+        "Ctrl-C stops it and every notebook server it started.",
+    ])
+
+
+def run(host: str, port: int, stop: threading.Event) -> None:
+    with ExitStack() as cleanup:
+        config = load_chalice_config()
+        ensure_admin_token()
+        database = start_database(cleanup)
+        services = start_services()
+        cleanup.callback(stop_servers, services)  # unwound after the HTTP server and the ticker stop
+        serve(config, host, port, cleanup)
+        ticker = Ticker(services.pools.tick, services.settings.local_tick)
+        ticker.start()
+        cleanup.callback(ticker.stop)
+        print(banner(f"http://{host}:{port}", services.settings, database), flush=True)
+        while not stop.wait(0.5):
+            pass
+        print("stopping binderless local mode and its notebook servers", flush=True)
+
+
+def main() -> int:
+    host = os.environ.get("HOST") or DEFAULT_HOST
+    port = int(os.environ.get("PORT") or DEFAULT_PORT)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        run(host, port, stop)
+    except OSError as error:  # most likely the port is taken
+        print(f"binderless local mode could not start on {host}:{port}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,229 @@
+"""The local adapters against real git and real processes: what `make run` builds and runs on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from chalicelib import errors
+from chalicelib.backends import adapters_for
+from chalicelib.backends.base import BuildRequest, BuildState, EnvironmentSpec, Sidecar, TaskState
+from chalicelib.backends.local import LocalBuilder, LocalResolver, LocalSpawner, LocalStager
+from chalicelib.config import Settings
+from tests.local_repo import commit, git, make_repository
+
+
+def wait_for(check: Callable[[], object], timeout: float = 20.0, every: float = 0.1) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout} s (last value {value!r})")
+        time.sleep(every)
+
+
+def alive(pid: int) -> bool:
+    """Running, and not a zombie waiting for its parent to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(backend="local", local_dir=str(tmp_path / "work"))
+
+
+@pytest.fixture
+def spawner(settings: Settings) -> Iterator[LocalSpawner]:
+    spawner = LocalSpawner(settings, grace=0.5)
+    yield spawner
+    spawner.stop_all()
+
+
+def fake_python(tmp_path: Path, script: str) -> str:
+    """An "interpreter" that ignores ``-m jupyter_server ...`` and runs ``script``: fast process tests."""
+    path = tmp_path / "fake-python"
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return str(path)
+
+
+# --- resolver -------------------------------------------------------------------------------------
+
+def test_resolver_lists_refs_of_local_paths_and_file_urls(tmp_path: Path) -> None:
+    repository = tmp_path / "repo"
+    first = make_repository(repository)
+    git(repository, "tag", "--annotate", "--message", "release", "v1")
+    git(repository, "switch", "--quiet", "--create", "feature")
+    second = commit(repository, {"more.py": "x = 1\n"})
+    git(repository, "switch", "--quiet", "main")
+    resolver = LocalResolver()
+    assert resolver.resolve(str(repository), "HEAD") == first
+    assert resolver.resolve(f"file://{repository}", "feature") == second
+    assert resolver.resolve(str(repository), "v1") == first  # the tagged commit, not the tag object
+    assert resolver.resolve(str(repository), "A" * 40) == "a" * 40  # a full sha needs no lookup
+
+
+def test_resolver_unknown_ref_is_not_found_and_unreadable_repository_is_bad_request(tmp_path: Path) -> None:
+    repository = tmp_path / "repo"
+    make_repository(repository)
+    with pytest.raises(errors.NotFound, match="no-such-branch"):
+        LocalResolver().resolve(str(repository), "no-such-branch")
+    with pytest.raises(errors.BadRequest, match="could not be read"):
+        LocalResolver().resolve(str(tmp_path / "missing"), "HEAD")
+
+
+def test_local_backend_wires_the_local_adapters(settings: Settings) -> None:
+    builder, stager, spawner = adapters_for(settings)
+    assert isinstance(builder, LocalBuilder) and isinstance(stager, LocalStager)
+    assert isinstance(spawner, LocalSpawner) and spawner.max_batch == 10
+    spawner.stop_all()
+
+
+# --- builder and stager ---------------------------------------------------------------------------
+
+def build(builder: LocalBuilder, repository: str, sha: str, name: str = "repo-abc") -> BuildState:
+    started = builder.start(BuildRequest(name, repository, "HEAD", sha))
+    assert started.status == "pending" and started.handle == {"path": started.image}
+    done = wait_for(lambda: next((s for s in builder.poll([started.handle]) if s.status != "pending"), None),
+                    timeout=120)
+    assert isinstance(done, BuildState)
+    return done
+
+
+def test_build_clones_at_the_commit_and_the_stager_serves_the_checkout(tmp_path: Path, settings: Settings) -> None:
+    repository = tmp_path / "repo"
+    first = make_repository(repository, {"notes.md": "first\n"})
+    commit(repository, {"notes.md": "second\n"})
+    builder = LocalBuilder(settings)
+    state = build(builder, str(repository), first)
+    assert state.status == "completed", state.reason
+    handle = LocalStager().register(EnvironmentSpec("env", state.image or state.handle["path"], 1024, 2048))
+    assert (Path(handle["path"]) / "notes.md").read_text() == "first\n"  # the commit asked for, not HEAD
+    assert handle["python"] == sys.executable  # no requirements.txt: no virtualenv
+    again = builder.start(BuildRequest("repo-abc", str(repository), "HEAD", first))
+    assert again.status == "completed"  # built once, then reused
+
+
+def test_requirements_get_a_virtualenv_that_still_sees_jupyter(tmp_path: Path, settings: Settings) -> None:
+    repository = tmp_path / "repo"
+    sha = make_repository(repository, {"requirements.txt": "pydantic\n"})  # installed already: no download
+    state = build(LocalBuilder(settings), str(repository), sha)
+    assert state.status == "completed", state.reason
+    python = LocalStager().register(EnvironmentSpec("env", state.handle["path"], 1024, 2048))["python"]
+    assert python != sys.executable and Path(python).parent.parent.name == "venv"
+    check = subprocess.run([python, "-c", "import jupyter_server, ipykernel, pydantic"], capture_output=True)
+    assert check.returncode == 0, check.stderr
+
+
+def test_clone_failure_is_a_failed_build_with_git_reason(tmp_path: Path, settings: Settings) -> None:
+    state = build(LocalBuilder(settings), str(tmp_path / "gone"), "a" * 40)
+    assert state.status == "failed"
+    assert state.reason.startswith("git clone failed:") and "gone" in state.reason
+
+
+def test_unknown_commit_fails_at_checkout(tmp_path: Path, settings: Settings) -> None:
+    repository = tmp_path / "repo"
+    make_repository(repository)
+    state = build(LocalBuilder(settings), str(repository), "b" * 40)
+    assert state.status == "failed" and state.reason.startswith("git checkout failed:")
+
+
+def test_a_build_without_its_thread_is_reported_interrupted(tmp_path: Path, settings: Settings) -> None:
+    (tmp_path / "work" / "builds" / "x").mkdir(parents=True)
+    (tmp_path / "work" / "builds" / "x" / "build.json").write_text('{"status": "pending"}')
+    state, = LocalBuilder(settings).poll([{"path": str(tmp_path / "work" / "builds" / "x")}])
+    assert state.status == "failed" and "interrupted" in state.reason
+    assert LocalBuilder(settings).from_event({"anything": 1}) is None
+
+
+def test_stager_refuses_missing_images_and_services(tmp_path: Path) -> None:
+    with pytest.raises(errors.Invalid, match="not a directory"):
+        LocalStager().register(EnvironmentSpec("env", str(tmp_path / "nothing"), 1024, 2048))
+    sidecar = Sidecar("redis", "redis:7", 128, 256)
+    with pytest.raises(errors.Invalid, match="services"):
+        LocalStager().register(EnvironmentSpec("env", str(tmp_path), 1024, 2048, (sidecar,)))
+
+
+# --- spawner --------------------------------------------------------------------------------------
+
+def describe(spawner: LocalSpawner, handle: dict[str, str]) -> TaskState:
+    state, = spawner.describe([handle])
+    return state
+
+
+def test_a_real_jupyter_server_runs_with_its_token_kept_out_of_argv(tmp_path: Path,
+                                                                     spawner: LocalSpawner) -> None:
+    launched, = spawner.start({"path": str(tmp_path), "python": sys.executable}, ["s1"])
+    assert launched.handle["url"] == f"http://127.0.0.1:{launched.handle['port']}/user/s1/"
+    assert describe(spawner, launched.handle).status in ("starting", "running")
+    running = wait_for(lambda: (s := describe(spawner, launched.handle)).status == "running" and s)
+    assert isinstance(running, TaskState) and running.url == launched.handle["url"]
+    cmdline = Path(f"/proc/{launched.handle['pid']}/cmdline").read_bytes()
+    assert launched.token and launched.token.encode() not in cmdline
+
+
+def test_process_exit_is_noticed_as_stopped_with_its_code(tmp_path: Path, spawner: LocalSpawner) -> None:
+    launched, = spawner.start({"path": str(tmp_path), "python": fake_python(tmp_path, "exit 3")}, ["s1"])
+    stopped = wait_for(lambda: (s := describe(spawner, launched.handle)).status == "stopped" and s)
+    assert isinstance(stopped, TaskState) and "code 3" in stopped.reason
+
+
+def test_stop_kills_the_whole_process_group_even_what_ignores_sigterm(tmp_path: Path,
+                                                                      spawner: LocalSpawner) -> None:
+    # The "server" leaves a child that ignores SIGTERM, as a stuck kernel might.
+    script = f"(trap '' TERM; exec sleep 300) & echo $! > {tmp_path}/child; wait"
+    launched, = spawner.start({"path": str(tmp_path), "python": fake_python(tmp_path, script)}, ["s1"])
+    child = int(wait_for(lambda: (tmp_path / "child").exists() and (tmp_path / "child").read_text().strip()))
+    leader = int(launched.handle["pid"])
+    assert os.getpgid(child) == leader  # the server leads its own group
+    spawner.stop(launched.handle, "deleted")
+    wait_for(lambda: not alive(leader) and not alive(child), timeout=10)
+    assert describe(spawner, launched.handle).status == "stopped"
+    spawner.stop(launched.handle, "deleted again")  # stopping a gone server is fine
+
+
+def test_unknown_processes_are_stopped_and_never_signalled(spawner: LocalSpawner) -> None:
+    mine = {"pid": str(os.getpid()), "port": "1", "url": "http://127.0.0.1:1/user/x/"}
+    assert describe(spawner, mine).status == "stopped"  # not started by this spawner: not ours
+    spawner.stop(mine, "not ours")  # and must not kill the test run
+    assert spawner.from_event({"taskArn": "x"}) is None
+
+
+def test_stop_all_ends_every_server_and_refuses_new_ones(tmp_path: Path, spawner: LocalSpawner) -> None:
+    python = fake_python(tmp_path, "trap '' TERM; sleep 300")
+    launched = spawner.start({"path": str(tmp_path), "python": python}, ["a", "b", "c"])
+    pids = [int(server.handle["pid"]) for server in launched]
+    assert sorted(spawner.pids()) == sorted(pids)
+    spawner.stop_all()
+    assert not any(alive(pid) for pid in pids)
+    late, = spawner.start({"path": str(tmp_path), "python": python}, ["d"])
+    assert late.failure == "local mode is shutting down"
+
+
+def test_servers_die_with_the_process_that_started_them(tmp_path: Path) -> None:
+    """If local mode is killed outright (no cleanup), Linux still ends its servers."""
+    code = ("import sys, time; from chalicelib.config import Settings; "
+            "from chalicelib.backends.local import LocalSpawner; "
+            f"s = LocalSpawner(Settings(backend='local', local_dir={str(tmp_path)!r})); "
+            f"h, = s.start({{'path': {str(tmp_path)!r}, 'python': {fake_python(tmp_path, 'sleep 300')!r}}}, ['x']); "
+            "print(h.handle['pid'], flush=True); time.sleep(300)")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    server = int(parent.stdout.readline())
+    assert alive(server)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    wait_for(lambda: not alive(server), timeout=10)
