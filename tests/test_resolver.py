@@ -15,13 +15,8 @@ from typing import Any, ClassVar
 import pytest
 
 from chalicelib import errors
-from chalicelib.resolver import (
-    ADVERTISEMENT_TYPE,
-    GitHttpResolver,
-    normalize_repository,
-    parse_advertisement,
-    validate_repository_url,
-)
+from chalicelib.repository_urls import normalize_repository, validate_repository_url
+from chalicelib.resolver import ADVERTISEMENT_TYPE, GitHttpResolver, parse_advertisement
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git binary")
 

@@ -11,7 +11,7 @@ from chalicelib.backends.base import Builder, BuildEvent, BuildRequest, BuildSta
 from chalicelib.config import Settings
 from chalicelib.errors import BinderError, Conflict, NotFound
 from chalicelib.models import Build, BuildCreate, BuildStatus, ImageRegister
-from chalicelib.resolver import validate_repository_url
+from chalicelib.repository_urls import validate_repository_url
 from chalicelib.store import ConditionFailed, Store
 
 log = logging.getLogger(__name__)
