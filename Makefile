@@ -18,6 +18,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+bench: $(STAMP)
+	$(BIN)/python bench/local_bench.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -27,3 +30,44 @@ package: $(STAMP)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+
+# ---- infra/: lint and security-check the CloudFormation, deploy the stack, configure and deploy a stage.
+# make infra-deploy [STACK=binderless] [PARAMS="VpcId=vpc-1 SubnetIds=subnet-a,subnet-b"]
+# make deploy [STACK=binderless] [STAGE=prod]        (configure the stage from the stack, then chalice deploy)
+STACK         ?= binderless
+STAGE         ?= prod
+PARAMS        ?=
+CHECKOV_VENV  ?= .venv-checkov
+CHECKOV_STAMP  = $(CHECKOV_VENV)/.installed
+
+.PHONY: infra-sync package-single infra-lint checkov infra-deploy configure deploy
+
+infra-sync: $(STAMP)
+	$(BIN)/python -m scripts.single_stack
+
+package-single: $(STAMP)
+	rm -rf out/single && AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage $(STAGE) --merge-template infra/single-stack.json out/single/
+
+infra-lint: package-single
+	$(BIN)/python -m scripts.single_stack --check
+	test -f out/sam.json || $(MAKE) package
+	$(BIN)/cfn-lint infra/binderless.yml out/sam.json out/single/sam.json
+
+$(CHECKOV_STAMP):
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet "checkov==3.3.30"
+	touch $(CHECKOV_STAMP)
+
+checkov: $(CHECKOV_STAMP) package-single
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+		-f infra/binderless.yml -f out/single/sam.json
+
+infra-deploy:
+	aws cloudformation deploy --template-file infra/binderless.yml --stack-name $(STACK) \
+		--capabilities CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset --parameter-overrides Name=$(STACK) $(PARAMS)
+
+configure: $(STAMP)
+	$(BIN)/python -m scripts.configure --stack $(STACK) --stage $(STAGE)
+
+deploy: configure
+	$(BIN)/chalice deploy --stage $(STAGE)

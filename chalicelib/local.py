@@ -36,9 +36,14 @@ LOCAL_DEFAULTS = {
     # Servers are checked on every tick (check interval <= tick): a local process has no events to
     # announce that it started or exited, so the schedule's describe() is how anything is noticed.
     "BINDERLESS_CHECK_INTERVAL": "1",
+    "BINDERLESS_RUNNING_CHECK_INTERVAL": "1",  # so a handed-out server that exits is noticed too
     "BINDERLESS_BUILD_POLL_AFTER": "1",  # likewise for builds: poll() on the next tick
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+
+class CannotStart(Exception):
+    """Local mode cannot serve (the port is taken): said in one line, without a traceback."""
 
 
 class Ticker(threading.Thread):
@@ -75,20 +80,20 @@ def load_chalice_config() -> Config:
     return config
 
 
-def ensure_admin_token() -> str:
+def ensure_admin_token() -> None:
     """BINDERLESS_ADMIN_TOKEN, or a fresh one that this run accepts as the admin token."""
     if not os.environ.get("BINDERLESS_ADMIN_TOKEN"):
         os.environ["BINDERLESS_ADMIN_TOKEN"] = secrets.token_urlsafe(32)
-    return os.environ["BINDERLESS_ADMIN_TOKEN"]
 
 
 def start_database(cleanup: ExitStack) -> str:
-    """The DynamoDB endpoint: AWS_ENDPOINT_URL when set, else a moto server in this process."""
+    """Point boto3 at DynamoDB: AWS_ENDPOINT_URL when set, else a moto server in this process.
+    Returns what the banner says about it."""
     external = os.environ.get("AWS_ENDPOINT_URL")
     if external:
         for name, value in FAKE_CREDENTIALS.items():
             os.environ.setdefault(name, value)  # DynamoDB Local accepts any credentials
-        return external
+        return f"{external} (AWS_ENDPOINT_URL)"
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per tick's queries otherwise
@@ -99,7 +104,7 @@ def start_database(cleanup: ExitStack) -> str:
     # Fake credentials always: nothing this process signs should carry a real key, even to moto.
     os.environ.update(FAKE_CREDENTIALS)
     os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
-    return os.environ["AWS_ENDPOINT_URL"]
+    return f"{os.environ['AWS_ENDPOINT_URL']} (embedded moto; gone when this stops)"
 
 
 def start_services() -> Services:
@@ -131,7 +136,10 @@ def serve(config: Config, host: str, port: int, cleanup: ExitStack) -> LocalDevS
     """Chalice's local server (what ``chalice local`` runs) in a thread; the main thread waits for signals."""
     from chalice.local import create_local_server
 
-    server = create_local_server(config.chalice_app, config, host, port)
+    try:
+        server = create_local_server(config.chalice_app, config, host, port)
+    except OSError as error:  # most likely the port is taken
+        raise CannotStart(f"binderless local mode could not start on {host}:{port}: {error}") from None
     cleanup.callback(server.server.server_close)
     thread = threading.Thread(target=server.server.serve_forever, name="local-http", daemon=True)
     thread.start()
@@ -176,8 +184,8 @@ def main() -> int:
         signal.signal(signum, lambda *_: stop.set())
     try:
         run(host, port, stop)
-    except OSError as error:  # most likely the port is taken
-        print(f"binderless local mode could not start on {host}:{port}: {error}", file=sys.stderr)
+    except CannotStart as error:
+        print(error, file=sys.stderr)
         return 1
     return 0
 

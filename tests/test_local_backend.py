@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -17,11 +17,12 @@ from chalicelib import errors
 from chalicelib.backends import adapters_for
 from chalicelib.backends.base import BuildRequest, BuildState, EnvironmentSpec, Sidecar, TaskState
 from chalicelib.backends.local import LocalBuilder, LocalResolver, LocalSpawner, LocalStager
+from chalicelib.backends.local_common import work_dir
 from chalicelib.config import Settings
 from tests.local_repo import commit, git, make_repository
 
 
-def wait_for(check: Callable[[], object], timeout: float = 20.0, every: float = 0.1) -> object:
+def wait_for(check: Callable[[], Any], timeout: float = 20.0, every: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -58,6 +59,12 @@ def fake_python(tmp_path: Path, script: str) -> str:
     path.write_text(f"#!/bin/sh\n{script}\n")
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
     return str(path)
+
+
+def test_local_settings_come_from_the_environment() -> None:
+    settings = Settings.from_env({"BINDERLESS_LOCAL_DIR": "/srv/binderless", "BINDERLESS_LOCAL_TICK": "0.5"})
+    assert work_dir(settings) == Path("/srv/binderless") and settings.local_tick == 0.5
+    assert work_dir(Settings()) == Path(__file__).resolve().parents[1] / ".binderless"  # git-ignored
 
 
 # --- resolver -------------------------------------------------------------------------------------
@@ -108,7 +115,7 @@ def test_build_clones_at_the_commit_and_the_stager_serves_the_checkout(tmp_path:
     first = make_repository(repository, {"notes.md": "first\n"})
     commit(repository, {"notes.md": "second\n"})
     builder = LocalBuilder(settings)
-    state = build(builder, str(repository), first)
+    state = build(builder, f"file://{repository}", first)
     assert state.status == "completed", state.reason
     handle = LocalStager().register(EnvironmentSpec("env", state.image or state.handle["path"], 1024, 2048))
     assert (Path(handle["path"]) / "notes.md").read_text() == "first\n"  # the commit asked for, not HEAD
@@ -149,6 +156,11 @@ def test_a_build_without_its_thread_is_reported_interrupted(tmp_path: Path, sett
     assert LocalBuilder(settings).from_event({"anything": 1}) is None
 
 
+def test_an_operators_image_is_a_directory_served_by_this_interpreter(tmp_path: Path) -> None:
+    handle = LocalStager().register(EnvironmentSpec("env", str(tmp_path), 1024, 2048))
+    assert handle == {"path": str(tmp_path), "python": sys.executable}
+
+
 def test_stager_refuses_missing_images_and_services(tmp_path: Path) -> None:
     with pytest.raises(errors.Invalid, match="not a directory"):
         LocalStager().register(EnvironmentSpec("env", str(tmp_path / "nothing"), 1024, 2048))
@@ -164,8 +176,9 @@ def describe(spawner: LocalSpawner, handle: dict[str, str]) -> TaskState:
     return state
 
 
-def test_a_real_jupyter_server_runs_with_its_token_kept_out_of_argv(tmp_path: Path,
-                                                                     spawner: LocalSpawner) -> None:
+def test_a_real_jupyter_server_runs_with_its_token_kept_out_of_argv(tmp_path: Path, spawner: LocalSpawner,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BINDERLESS_ADMIN_TOKEN", "the-operators-secret")
     launched, = spawner.start({"path": str(tmp_path), "python": sys.executable}, ["s1"])
     assert launched.handle["url"] == f"http://127.0.0.1:{launched.handle['port']}/user/s1/"
     assert describe(spawner, launched.handle).status in ("starting", "running")
@@ -173,6 +186,9 @@ def test_a_real_jupyter_server_runs_with_its_token_kept_out_of_argv(tmp_path: Pa
     assert isinstance(running, TaskState) and running.url == launched.handle["url"]
     cmdline = Path(f"/proc/{launched.handle['pid']}/cmdline").read_bytes()
     assert launched.token and launched.token.encode() not in cmdline
+    environ = Path(f"/proc/{launched.handle['pid']}/environ").read_bytes().split(b"\0")
+    assert f"JUPYTER_TOKEN={launched.token}".encode() in environ
+    assert not [v for v in environ if v.startswith((b"BINDERLESS_", b"AWS_"))]  # notebook users read these
 
 
 def test_process_exit_is_noticed_as_stopped_with_its_code(tmp_path: Path, spawner: LocalSpawner) -> None:
@@ -191,7 +207,7 @@ def test_stop_kills_the_whole_process_group_even_what_ignores_sigterm(tmp_path: 
     assert os.getpgid(child) == leader  # the server leads its own group
     spawner.stop(launched.handle, "deleted")
     wait_for(lambda: not alive(leader) and not alive(child), timeout=10)
-    assert describe(spawner, launched.handle).status == "stopped"
+    wait_for(lambda: describe(spawner, launched.handle).status == "stopped")
     spawner.stop(launched.handle, "deleted again")  # stopping a gone server is fine
 
 

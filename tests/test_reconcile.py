@@ -152,3 +152,23 @@ def test_resize_trims_idle_servers_but_not_handed_out_ones(client: Any, world: W
 
     assert trimmed == {"running": 1, "available": 1, "starting": 0, "size": 1}
     assert body(client.http.get(f"/deployments/{environment}/{claimed}"))["status"] == "running"
+
+
+def test_a_handed_out_server_that_dies_unseen_is_noticed_when_asked_to_check(client: Any, world: World,
+                                                                             monkeypatch: Any) -> None:
+    checked = world.settings.model_copy(update={"running_check_interval": 60})
+    monkeypatch.setattr(world.services.servers, "settings", checked)
+    environment = staged(client, world)
+    server_id = body(launch(client, environment))["id"]
+    task_arn = task_of(world, environment, server_id)
+    task_event(client, world, task_arn, "RUNNING")
+    set_task_status(world, task_arn, "STOPPED")  # crashed; the event was lost
+
+    world.clock.advance(59)
+    tick(client)
+    assert body(client.http.get(f"/deployments/{environment}/{server_id}"))["status"] == "running"
+    world.clock.advance(1)
+    tick(client)
+
+    assert body(client.http.get(f"/deployments/{environment}/{server_id}"))["status"] == "stopped"
+    assert pool_of(client, world, environment)["running"] == 0

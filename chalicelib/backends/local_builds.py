@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.backends.base import BuildRequest, BuildState, Handle
+from chalicelib.backends.base import BuildEvent, BuildRequest, BuildState, Handle
 from chalicelib.backends.local_common import GIT, git, run, trim, work_dir
 from chalicelib.config import Settings
 from chalicelib.resolver import FULL_SHA, Advertisement, GitHttpResolver
@@ -107,9 +107,14 @@ class LocalBuilder:
             if build_dir in self._running:
                 return BuildState("pending", image=str(build_dir), handle=handle)
             self._running.add(build_dir)
-        shutil.rmtree(build_dir, ignore_errors=True)  # what an earlier, failed attempt left
-        build_dir.mkdir(parents=True)
-        write_record(build_dir, status="pending")
+        try:
+            shutil.rmtree(build_dir, ignore_errors=True)  # what an earlier, failed attempt left
+            build_dir.mkdir(parents=True)
+            write_record(build_dir, status="pending")
+        except OSError as error:
+            with self._lock:
+                self._running.discard(build_dir)
+            raise errors.BackendError(f"cannot prepare the build directory {build_dir}: {error}") from None
         threading.Thread(target=self._build, args=(request, build_dir), name=f"build-{request.image_name}",
                          daemon=True).start()
         return BuildState("pending", image=str(build_dir), handle=handle)
@@ -124,20 +129,18 @@ class LocalBuilder:
 
     def _state(self, build_dir: Path) -> BuildState:
         handle = {"path": str(build_dir)}
+        with self._lock:  # first: a build thread writes its last record before it leaves _running
+            if build_dir in self._running:
+                return BuildState("pending", image=str(build_dir), handle=handle)
         record = read_record(build_dir) or {}
-        status = record.get("status")
-        if status == "completed":
+        if record.get("status") == "completed":
             return BuildState("completed", image=str(build_dir), handle=handle)
-        if status == "failed":
+        if record.get("status") == "failed":
             return BuildState("failed", reason=str(record.get("reason", "the build failed")), handle=handle)
-        with self._lock:
-            running = build_dir in self._running
-        if status == "pending" and running:
-            return BuildState("pending", image=str(build_dir), handle=handle)
         # Its thread died with an earlier run of local mode (or the directory was removed).
         return BuildState("failed", reason="the build was interrupted; build again", handle=handle)
 
-    def from_event(self, detail: Mapping[str, Any]) -> None:
+    def from_event(self, detail: Mapping[str, Any]) -> BuildEvent | None:
         return None  # local builds send no platform events; poll() is the only way
 
     def _build(self, request: BuildRequest, build_dir: Path) -> None:

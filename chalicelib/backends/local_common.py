@@ -18,6 +18,15 @@ MAX_REASON = 300
 # runs arbitrary commands.
 GIT = ("git", "-c", "protocol.ext.allow=never")
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+# What local mode's own environment holds that code from a repository (setup.py, a notebook) must
+# not read: the admin token, database credentials.
+PRIVATE_VARIABLES = ("BINDERLESS_", "AWS_")
+
+
+def public_environment(**extra: str) -> dict[str, str]:
+    """This process's environment without its secrets, plus ``extra``: for every tool and server."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(PRIVATE_VARIABLES)}
+    return env | extra
 
 
 def work_dir(settings: Settings) -> Path:
@@ -35,7 +44,7 @@ def trim(text: str, limit: int = MAX_REASON) -> str:
 def run(command: Sequence[str], *, timeout: float, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run a tool without a terminal or stdin; raises subprocess.TimeoutExpired past ``timeout``."""
     return subprocess.run(  # noqa: S603 (argument lists, never a shell)
-        list(command), cwd=cwd, env={**os.environ, **GIT_ENV}, stdin=subprocess.DEVNULL,
+        list(command), cwd=cwd, env=public_environment(**GIT_ENV), stdin=subprocess.DEVNULL,
         capture_output=True, text=True, timeout=timeout, check=False,
     )
 

@@ -9,8 +9,10 @@ server also gets SIGTERM from the kernel if local mode dies without cleaning up.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import re
 import secrets
 import signal
 import socket
@@ -21,20 +23,22 @@ import time
 import urllib.request
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from chalicelib import errors
 from chalicelib.backends.base import EnvironmentSpec, Handle, Launched, TaskState
 from chalicelib.backends.local_builds import read_record
-from chalicelib.backends.local_common import work_dir
+from chalicelib.backends.local_common import public_environment, work_dir
 from chalicelib.config import Settings
 
 HOST = "127.0.0.1"
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL: jupyter shuts its kernels down on SIGTERM
 CHECK_TIMEOUT = 1.0
 PR_SET_PDEATHSIG = 1
+SERVER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # a proxy cannot reach 127.0.0.1
 
 
 class LocalStager:
@@ -54,9 +58,33 @@ class LocalStager:
 
 @dataclass
 class Process:
+    """One server process. A thread of its own reaps it the moment it exits, so ``exited`` is exact:
+    Popen.poll() answers None while another thread is waiting on the same process."""
+
     popen: subprocess.Popen[bytes]
     token: str
     url: str
+    port: int
+    exited: threading.Event = field(default_factory=threading.Event)
+
+    def watch(self) -> None:
+        threading.Thread(target=self._reap, name=f"reap-{self.popen.pid}", daemon=True).start()
+
+    def _reap(self) -> None:
+        self.popen.wait()
+        self.exited.set()
+
+    def signal_group(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
+            os.killpg(self.popen.pid, signum)  # the server leads its own group (start_new_session)
+
+    def end(self, grace: float) -> None:
+        """After SIGTERM: ``grace`` seconds to exit, then SIGKILL for whatever is left of its group."""
+        self.exited.wait(grace)
+        # Even when the server itself has exited: the group id lives on while any member does, and
+        # Linux hands out pids in sequence, so seconds after the exit it names no other group.
+        self.signal_group(signal.SIGKILL)
+        self.exited.wait(STOP_GRACE)
 
 
 def free_port() -> int:
@@ -89,8 +117,7 @@ class LocalSpawner:
 
     max_batch = 10
 
-    def __init__(self, settings: Settings, *, grace: float = STOP_GRACE,
-                 opener: Callable[..., Any] | None = None) -> None:
+    def __init__(self, settings: Settings, *, grace: float = STOP_GRACE) -> None:
         self.logs = work_dir(settings) / "servers"
         self.grace = grace
         self._lock = threading.Lock()
@@ -100,8 +127,6 @@ class LocalSpawner:
         # request: every fork happens in this one long-lived thread instead.
         self._launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-spawner")
         self._preexec = _parent_death_signal()
-        no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        self._open = opener or no_proxy.open
 
     def start(self, environment: Handle, server_ids: Sequence[str]) -> list[Launched]:
         if not 0 < len(server_ids) <= self.max_batch:
@@ -109,7 +134,9 @@ class LocalSpawner:
         return [self._start_one(environment, server_id) for server_id in server_ids]
 
     def _start_one(self, environment: Handle, server_id: str) -> Launched:
-        port, token = free_port(), secrets.token_hex(24)
+        if not SERVER_ID.fullmatch(server_id):  # it names a directory and a URL path
+            return Launched(server_id, failure=f"server id {server_id!r} is not usable locally")
+        port, token = self._unused_port(), secrets.token_hex(24)
         base_url = f"/user/{server_id}/"
         command = [environment.get("python") or sys.executable, "-m", "jupyter_server", "--no-browser",
                    f"--ip={HOST}", f"--port={port}", "--ServerApp.port_retries=0",
@@ -120,7 +147,7 @@ class LocalSpawner:
         runtime.mkdir(parents=True, exist_ok=True)
         # The token goes in the environment: argv is readable by every user of the machine.
         # A runtime directory per server: its own cookie secret and kernel connection files.
-        env = {**os.environ, "JUPYTER_TOKEN": token, "JUPYTER_RUNTIME_DIR": str(runtime / "runtime")}
+        env = public_environment(JUPYTER_TOKEN=token, JUPYTER_RUNTIME_DIR=str(runtime / "runtime"))
         with self._lock:
             if self._closed:
                 return Launched(server_id, failure="local mode is shutting down")
@@ -129,8 +156,20 @@ class LocalSpawner:
             except OSError as error:
                 return Launched(server_id, failure=f"could not run {command[0]}: {error}")
             url = f"http://{HOST}:{port}{base_url}"
-            self._processes[str(popen.pid)] = Process(popen, token, url)
+            process = Process(popen, token, url, port)
+            process.watch()
+            self._processes[str(popen.pid)] = process
         return Launched(server_id, token=token, handle={"pid": str(popen.pid), "port": str(port), "url": url})
+
+    def _unused_port(self) -> int:
+        """A free port that no server of ours was given: a server binds its port a second or so after
+        it starts, and until then the kernel may offer the same free port again."""
+        with self._lock:
+            ours = {process.port for process in self._processes.values() if not process.exited.is_set()}
+        port = free_port()
+        while port in ours:
+            port = free_port()
+        return port
 
     def _popen(self, command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
         with open(log_path, "ab") as log:
@@ -148,8 +187,8 @@ class LocalSpawner:
             process = self._processes.get(handle.get("pid", ""))
         if process is None:
             return TaskState(handle, "stopped", reason="the server process is gone (local mode restarted?)")
-        code = process.popen.poll()
-        if code is not None:
+        if process.exited.is_set():
+            code = process.popen.returncode
             return TaskState(handle, "stopped", reason=f"the server process exited with code {code}")
         if self._answers(process):
             return TaskState(handle, "running", url=process.url)
@@ -159,7 +198,7 @@ class LocalSpawner:
         request = urllib.request.Request(process.url + "api/status",  # noqa: S310 (our own http URL)
                                          headers={"Authorization": f"token {process.token}"})
         try:
-            with self._open(request, timeout=CHECK_TIMEOUT) as response:
+            with NO_PROXY.open(request, timeout=CHECK_TIMEOUT) as response:
                 return int(response.status) == 200
         except OSError:  # refused while it starts; URLError and HTTPError are OSErrors
             return False
@@ -167,47 +206,27 @@ class LocalSpawner:
     def stop(self, handle: Handle, reason: str) -> None:
         with self._lock:
             process = self._processes.get(handle.get("pid", ""))
-        if process is not None and process.popen.poll() is None:
-            _signal_group(process.popen, signal.SIGTERM)
-            threading.Thread(target=self._kill_after_grace, args=(process.popen,), daemon=True).start()
+        if process is not None and not process.exited.is_set():
+            process.signal_group(signal.SIGTERM)
+            # Not waiting here: stop() runs in an API request, and the grace period is seconds.
+            threading.Thread(target=process.end, args=(self.grace,), daemon=True).start()
 
-    def _kill_after_grace(self, popen: subprocess.Popen[bytes]) -> None:
-        try:
-            popen.wait(self.grace)
-        except subprocess.TimeoutExpired:
-            pass
-        _signal_group(popen, signal.SIGKILL)  # the server, or what it left in its group
-        popen.wait()
-
-    def from_event(self, detail: Mapping[str, Any]) -> None:
+    def from_event(self, detail: Mapping[str, Any]) -> TaskState | None:
         return None  # processes send no events; the schedule's describe() notices every change
 
     def stop_all(self) -> None:
         """End every server this spawner started (local mode is stopping); later starts fail."""
         with self._lock:
             self._closed = True
-            popens = [process.popen for process in self._processes.values()]
-        for popen in popens:
-            if popen.poll() is None:
-                _signal_group(popen, signal.SIGTERM)
-        deadline = time.monotonic() + self.grace
-        for popen in popens:
-            try:
-                popen.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            _signal_group(popen, signal.SIGKILL)  # whatever is left of the group, kernels included
-            popen.wait()
+            # Only the live ones: the group id of a server that ended long ago may name another group now.
+            running = [process for process in self._processes.values() if not process.exited.is_set()]
+        for process in running:
+            process.signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + self.grace  # one grace period for all of them, not one each
+        for process in running:
+            process.end(max(0.0, deadline - time.monotonic()))
         self._launcher.shutdown(wait=False)
 
     def pids(self) -> list[int]:
         with self._lock:
-            return [process.popen.pid for process in self._processes.values() if process.popen.poll() is None]
-
-
-def _signal_group(popen: subprocess.Popen[bytes], signum: int) -> None:
-    try:
-        os.killpg(popen.pid, signum)  # the server leads its own group (start_new_session)
-    except (ProcessLookupError, PermissionError):
-        pass  # already gone
-
+            return [process.popen.pid for process in self._processes.values() if not process.exited.is_set()]

@@ -80,8 +80,7 @@ class ServerLifecycle:
         now = self.clock()
         if task.status == "running" and server.state is ServerState.starting:
             to = ServerState.running if server.claimed else ServerState.available
-            due = server.stop_at if server.claimed else now + self.settings.check_interval
-            return self.store.servers.transition(server, to, url=task.url, due_at=due)
+            return self.store.servers.transition(server, to, url=task.url, due_at=self._next_check(server, to, now))
         if task.status == "stopped" and server.state in LIVE_STATES:
             ended = ServerState.failed if server.state is ServerState.starting else ServerState.stopped
             return self._end(server, ended, server.reason or task.reason or "the server stopped")
@@ -124,8 +123,16 @@ class ServerLifecycle:
         else:
             if server.state is ServerState.stopping:
                 self.spawner.stop(server.handle, server.reason or "stopping")
-            due = now + self.settings.check_interval
-            self.store.servers.transition(server, server.state, due_at=min(due, server.stop_at or due))
+            self.store.servers.transition(server, server.state, due_at=self._next_check(server, server.state, now))
+
+    def _next_check(self, server: Server, state: ServerState, now: int) -> int:
+        """When to look again at a live server in ``state`` if no event comes first."""
+        if state is not ServerState.running:
+            return now + self.settings.check_interval
+        # A handed-out server: events say when it stops; look again only at its lifetime's end,
+        # or sooner where the operator (or local mode, which has no events) asks for it.
+        every = self.settings.running_check_interval
+        return min(server.stop_at, now + every) if every else server.stop_at
 
     def _end(self, server: Server, state: ServerState, reason: str) -> Server:
         return self.store.servers.transition(server, state, reason=reason,
