@@ -112,7 +112,8 @@ class BuildService:
         states = self.builder.poll([b.handle for b in started]) if started else []
         # Still-pending builds are recorded too: that pushes their next poll back.
         for build, state in zip(started, states, strict=True):
-            self._safely(self._record, build, BuildState(state.status, build.image, state.reason, build.handle))
+            polled = BuildState(state.status, state.image or build.image, state.reason, build.handle)
+            self._safely(self._record, build, polled)
         for build in due:
             if not build.handle:
                 self._safely(self._start, build)
