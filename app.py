@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from chalice.app import Chalice, CloudWatchEvent, Rate, Request, Response
+from chalice.app import Chalice, CloudWatchEvent, CORSConfig, Rate, Request, Response
 
+from chalicelib.config import get_settings
 from chalicelib.context import get_services
 from chalicelib.errors import error_body
 from chalicelib.logs import configure_logging
@@ -16,7 +17,12 @@ from chalicelib.routes.pools import pools
 from chalicelib.routes.stagings import stagings
 
 app = Chalice(app_name="binderless")
+# Thebe-style pages call the API from other origins; set before the blueprints so every route gets it.
+app.api.cors = CORSConfig(allow_origin="*", allow_headers=["Authorization", "Content-Type"], max_age=600)
 logger = configure_logging()
+# Read at import: `chalice package`/`deploy` import this module with the stage's variables set,
+# so the event rules match only this stage's CodeBuild project and ECS cluster.
+settings = get_settings()
 
 for blueprint in (builds, stagings, deployments, pools, meta):
     app.register_blueprint(blueprint)
@@ -35,8 +41,8 @@ def chalice_errors_as_json(event: Request, get_response: Callable[[Request], Res
     return response
 
 
-@app.on_cw_event({"source": ["aws.codebuild"], "detail-type": ["CodeBuild Build State Change"]},
-                 name="build_events")
+@app.on_cw_event({"source": ["aws.codebuild"], "detail-type": ["CodeBuild Build State Change"],
+                  "detail": {"project-name": [settings.codebuild_project]}}, name="build_events")
 def on_build_event(event: CloudWatchEvent) -> dict[str, Any]:
     services = get_services()
     parsed = services.builds.builder.from_event(event.detail)
@@ -44,7 +50,8 @@ def on_build_event(event: CloudWatchEvent) -> dict[str, Any]:
     return {"image-name": build.image_name, "status": build.status.value} if build else {"ignored": True}
 
 
-@app.on_cw_event({"source": ["aws.ecs"], "detail-type": ["ECS Task State Change"]}, name="task_events")
+@app.on_cw_event({"source": ["aws.ecs"], "detail-type": ["ECS Task State Change"],
+                  "detail": {"clusterArn": [{"suffix": f":cluster/{settings.cluster}"}]}}, name="task_events")
 def on_task_event(event: CloudWatchEvent) -> dict[str, Any]:
     services = get_services()
     task = services.servers.spawner.from_event(event.detail)

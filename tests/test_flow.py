@@ -192,3 +192,12 @@ def test_staging_a_build_that_is_not_finished_is_a_conflict(client: Any, world: 
     image_name = body(post(client, "/builds/repos", {"repository": REPO}))["image-name"]
     reply = post(client, "/stagings", {"image-name": image_name})
     assert reply.status_code == 409 and "still building" in body(reply)["message"]
+
+
+def test_browsers_may_call_the_api_from_other_origins_and_curl_d_bodies_work(client: Any, world: World) -> None:
+    world.git.push(REPO)
+    reply = client.http.post("/builds/repos", body=json.dumps({"repository": REPO}),
+                             headers={"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://a.org"})
+    assert reply.status_code == 202
+    assert reply.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Authorization" in reply.headers["Access-Control-Allow-Headers"]

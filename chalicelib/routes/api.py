@@ -15,6 +15,9 @@ from chalicelib.errors import BadRequest, BinderError, Invalid, error_body, to_r
 
 log = logging.getLogger(__name__)
 Model = TypeVar("Model", bound=BaseModel)
+# Bodies are parsed as JSON whatever the client calls them: `curl -d` says form-urlencoded, and a
+# browser's fetch() without headers says text/plain (which also spares a CORS preflight).
+BODY_TYPES = ["application/json", "application/x-www-form-urlencoded", "text/plain"]
 View = Callable[..., Response]
 
 

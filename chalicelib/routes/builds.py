@@ -9,7 +9,7 @@ from chalice.app import Blueprint, Response
 from chalicelib.context import get_services
 from chalicelib.errors import BadRequest
 from chalicelib.models import Build, BuildCreate, BuildStatus, ImageRegister
-from chalicelib.routes.api import endpoint, parse_body, query_param, reply
+from chalicelib.routes.api import BODY_TYPES, endpoint, parse_body, query_param, reply
 
 builds = Blueprint(__name__)
 
@@ -26,7 +26,7 @@ def build_reply(build: Build) -> dict[str, Any]:
     return body
 
 
-@builds.route("/builds/repos", methods=["POST"])
+@builds.route("/builds/repos", methods=["POST"], content_types=BODY_TYPES)
 @endpoint(builds, "builds.create")
 def create_build() -> Response:
     build = get_services().builds.request(parse_body(builds, BuildCreate))
@@ -60,7 +60,7 @@ def build_status(image_name: str) -> Response:
     return reply(body)
 
 
-@builds.route("/builds/images", methods=["POST"])
+@builds.route("/builds/images", methods=["POST"], content_types=BODY_TYPES)
 @endpoint(builds, "images.register")
 def register_image() -> Response:
     build = get_services().builds.register_image(parse_body(builds, ImageRegister))

@@ -8,7 +8,7 @@ from chalice.app import Blueprint, Response
 
 from chalicelib.context import get_services
 from chalicelib.models import Server
-from chalicelib.routes.api import endpoint, reply
+from chalicelib.routes.api import BODY_TYPES, endpoint, reply
 
 deployments = Blueprint(__name__)
 
@@ -32,7 +32,7 @@ def listed_server(server: Server) -> dict[str, Any]:
     return body
 
 
-@deployments.route("/deployments/{environment_name}", methods=["POST"])
+@deployments.route("/deployments/{environment_name}", methods=["POST"], content_types=BODY_TYPES)
 @endpoint(deployments, "deployments.create")
 def launch(environment_name: str) -> Response:
     server, from_pool = get_services().deployments.launch(environment_name)

@@ -8,7 +8,7 @@ from chalice.app import Blueprint, Response
 
 from chalicelib.context import get_services
 from chalicelib.models import Pool, PoolSize
-from chalicelib.routes.api import endpoint, parse_body, reply
+from chalicelib.routes.api import BODY_TYPES, endpoint, parse_body, reply
 
 pools = Blueprint(__name__)
 
@@ -29,7 +29,7 @@ def get_pool(environment_name: str) -> Response:
     return reply(pool_reply(get_services().pools.get(environment_name)))
 
 
-@pools.route("/pools/{environment_name}", methods=["POST", "PUT"])
+@pools.route("/pools/{environment_name}", methods=["POST", "PUT"], content_types=BODY_TYPES)
 @endpoint(pools, "pools.put")
 def resize_pool(environment_name: str) -> Response:
     size = parse_body(pools, PoolSize).size

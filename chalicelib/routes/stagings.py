@@ -9,7 +9,7 @@ from chalice.app import Blueprint, Response
 from chalicelib.context import get_services
 from chalicelib.limits import Limits
 from chalicelib.models import Staging, StagingCreate
-from chalicelib.routes.api import endpoint, parse_body, reply
+from chalicelib.routes.api import BODY_TYPES, endpoint, parse_body, reply
 
 stagings = Blueprint(__name__)
 
@@ -27,7 +27,7 @@ def staging_reply(staging: Staging) -> dict[str, Any]:
     return body
 
 
-@stagings.route("/stagings", methods=["POST"])
+@stagings.route("/stagings", methods=["POST"], content_types=BODY_TYPES)
 @endpoint(stagings, "stagings.create")
 def create_staging() -> Response:
     staging, created = get_services().stagings.create(parse_body(stagings, StagingCreate))

@@ -1,0 +1,115 @@
+"""Write infra/single-stack.json: the stack's resources plus their wiring into the Chalice app.
+
+    python -m scripts.single_stack           # regenerate infra/single-stack.json (and the BuildSpec block)
+    python -m scripts.single_stack --check   # fail if either is stale (CI)
+
+``chalice package --merge-template infra/single-stack.json out/`` then gives one template with the
+app and its resources: every function reads its settings from the resources (not from
+config.json), the role has the least-privilege policy of scripts/policy.py with references
+instead of names, the event rules match only this cluster and this project, and the functions
+log to one log group with the stack's retention.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from scripts.cfn import BUILDSPEC, ROOT, SINGLE_STACK, TEMPLATE, dump_json, load_template, with_buildspec
+from scripts.policy import OUTPUT_SETTINGS, POLICY_OUTPUTS, lambda_policy_cfn
+
+# The logical ids `chalice package` gives app.py's functions and, with autogen_policy false, their
+# roles (one per function, each with the stage's policy file); tests/test_infra.py checks them.
+ROLES = {"APIHandler": "ApiHandlerRole", "BuildEvents": "BuildEventsRole", "TaskEvents": "TaskEventsRole",
+         "Keeper": "KeeperRole"}
+FUNCTIONS = tuple(ROLES)
+# function -> (its event's logical id, the `detail` filter that keeps only our events)
+EVENT_FILTERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "BuildEvents": ("BuildEventsEvent", {"project-name": [{"Ref": "BuildProject"}]}),
+    "TaskEvents": ("TaskEventsEvent", {"clusterArn": [{"Fn::GetAtt": ["Cluster", "Arn"]}]}),
+}
+APP_LOG_GROUP = "AppLogGroup"
+
+# Checks that do not fit the functions and API Chalice generates, and why (checkov reads these).
+FUNCTION_SKIPS = [
+    {"id": "CKV_AWS_116", "comment": "EventBridge retries a failed event for 24 hours, and the keeper function "
+                                     "reconciles builds and servers whose event was lost: a DLQ adds nothing."},
+    {"id": "CKV_AWS_117", "comment": "The functions call only AWS APIs (DynamoDB, ECS, CodeBuild, ECR, EC2); "
+                                     "a VPC would need NAT or endpoints (cost) and slow cold starts."},
+    {"id": "CKV_AWS_173", "comment": "The environment holds resource names and ARNs only; secrets (API tokens) "
+                                     "live hashed in DynamoDB."},
+    {"id": "CKV_AWS_115", "comment": "Reserved concurrency fails to deploy in new accounts (a limit of 10 leaves "
+                                     "no room) and would cap the API; overlapping keeper runs are safe (every "
+                                     "write is conditional)."},
+]
+API_SKIPS = [
+    {"id": "CKV_AWS_76", "comment": "Access logging needs the region's API Gateway CloudWatch role, an account-wide "
+                                    "setting this stack must not overwrite (docs/operating.md, API access logs)."},
+    {"id": "CKV_AWS_120", "comment": "Every reply depends on the caller's token or changes state (a deployment "
+                                     "starts a server): nothing may be cached."},
+]
+
+
+def _output_values(template: dict[str, Any]) -> dict[str, Any]:
+    return {name: output["Value"] for name, output in template["Outputs"].items()}
+
+
+def single_stack(template: dict[str, Any]) -> dict[str, Any]:
+    """The merge template for `chalice package`: ``template`` plus overrides of Chalice's resources."""
+    outputs = _output_values(template)
+    missing = sorted((set(OUTPUT_SETTINGS) | set(POLICY_OUTPUTS)) - set(outputs))
+    if missing:
+        raise KeyError(f"infra/binderless.yml has no output {', '.join(missing)}")
+    resources = dict(template["Resources"])
+    resources[APP_LOG_GROUP] = {
+        "Type": "AWS::Logs::LogGroup",
+        "Metadata": resources["ServerLogGroup"]["Metadata"],  # the same reasons as the other log groups
+        "Properties": {"RetentionInDays": {"Ref": "LogRetentionDays"},
+                       "Tags": [{"Key": "binderless", "Value": {"Ref": "Name"}}]},
+    }
+    variables = {"BINDERLESS_BACKEND": "aws",
+                 **{variable: outputs[output] for output, variable in OUTPUT_SETTINGS.items()}}
+    for function in FUNCTIONS:
+        properties: dict[str, Any] = {
+            "Environment": {"Variables": variables},
+            "LoggingConfig": {"LogGroup": {"Ref": APP_LOG_GROUP}, "LogFormat": "Text"},
+        }
+        if function in EVENT_FILTERS:
+            event, detail = EVENT_FILTERS[function]
+            properties["Events"] = {event: {"Properties": {"Pattern": {"detail": detail}}}}
+        resources[function] = {"Metadata": {"checkov": {"skip": FUNCTION_SKIPS}}, "Properties": properties}
+    # X-Ray traces of API requests (sampled) show where a slow launch spends its time.
+    resources["RestAPI"] = {"Metadata": {"checkov": {"skip": API_SKIPS}}, "Properties": {"TracingEnabled": True}}
+    policy = lambda_policy_cfn(outputs, {"Fn::GetAtt": [APP_LOG_GROUP, "Arn"]})
+    for role in ROLES.values():  # replaces the policy of .chalice/policy-<stage>.json (names, not references)
+        resources[role] = {"Properties": {"Policies": [{"PolicyName": "binderless", "PolicyDocument": policy}]}}
+    header = {
+        "Description": template["Description"].replace("does not create", "needs")
+        + " Generated by scripts/single_stack.py from infra/binderless.yml: do not edit.",
+    }
+    return {**template, **header, "Resources": resources}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.single_stack", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only check that the generated files are current")
+    args = parser.parse_args(argv)
+    template = with_buildspec(TEMPLATE.read_text(), BUILDSPEC.read_text())
+    if args.check:
+        stale = TEMPLATE if TEMPLATE.read_text() != template else None
+        if stale is None and (not SINGLE_STACK.exists()
+                              or SINGLE_STACK.read_text() != dump_json(single_stack(load_template(TEMPLATE)))):
+            stale = SINGLE_STACK
+        if stale is not None:
+            print(f"{stale.relative_to(ROOT)} is stale: run `python -m scripts.single_stack`", file=sys.stderr)
+        return 1 if stale else 0
+    TEMPLATE.write_text(template)
+    SINGLE_STACK.write_text(dump_json(single_stack(load_template(TEMPLATE))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
