@@ -1,4 +1,8 @@
-"""API tokens: random, stored as SHA-256 hashes, carrying scopes; and which endpoints need one."""
+"""API tokens: random, stored as SHA-256 hashes, carrying scopes; and which endpoints need one.
+
+Stopping a server is "owner or admin": its own token (the one in its ``location``) or an admin
+token, never merely a ``deployments`` token, since whoever launched it holds only the former.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Callable
 
 from chalicelib.config import Settings
 from chalicelib.errors import Forbidden, Invalid, NotFound, Unauthorized
-from chalicelib.models import Token
+from chalicelib.models import Server, Token
 from chalicelib.store.tokens import TokenStore
 
 # endpoint -> the scope a token needs when the operator has not made the endpoint public
@@ -25,14 +29,31 @@ ENDPOINT_SCOPES = {
     "deployments.create": "deployments",
     "deployments.get": "deployments",
     "deployments.list": "deployments",
-    "deployments.delete": "deployments",
+    "deployments.delete": "admin",  # or the server's own token: OWNER_OR_ADMIN
     "pools.get": "pools",
     "pools.list": "pools",
     "pools.put": "pools",
     "pools.delete": "pools",
 }
-ALWAYS_PUBLIC = frozenset({"health", "versions"})
+ALWAYS_PUBLIC = frozenset({"health", "versions", "openapi"})
 CHALLENGE = {"WWW-Authenticate": 'token realm="binderless"'}
+# Endpoints about one server that its own token opens too; the route calls ``authorize_server``.
+OWNER_OR_ADMIN = frozenset({"deployments.delete"})
+OWNER_OR_ADMIN_HINT = "Only the server's own token (the one in its location) or an admin token may do this."
+MIN_ADMIN_TOKEN_LENGTH = 16
+
+
+def check_admin_token(token: str) -> str:
+    """BINDERLESS_ADMIN_TOKEN as Settings validates it: unset, or long enough not to be guessed.
+
+    A weak admin token is a misconfiguration, so it stops the app at start (the message never
+    repeats the token)."""
+    if token and len(token) < MIN_ADMIN_TOKEN_LENGTH:
+        raise ValueError(f"BINDERLESS_ADMIN_TOKEN is shorter than {MIN_ADMIN_TOKEN_LENGTH} characters; use a "
+                         "random one, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))', or unset it")
+    if any(character.isspace() for character in token):
+        raise ValueError("BINDERLESS_ADMIN_TOKEN contains whitespace, which no Authorization header can carry")
+    return token
 
 
 def hash_token(token: str) -> str:
@@ -62,19 +83,48 @@ class Authenticator:
         return endpoint in ALWAYS_PUBLIC or endpoint in self.settings.public_endpoints
 
     def authorize(self, endpoint: str, header: str | None) -> None:
-        """Raise Unauthorized/Forbidden unless the endpoint is public or the token has its scope."""
+        """Raise Unauthorized/Forbidden unless the endpoint is public or the token has its scope.
+
+        For OWNER_OR_ADMIN endpoints this only insists on a token; ``authorize_server`` decides."""
         if self.is_public(endpoint):
+            return
+        if endpoint in OWNER_OR_ADMIN:
+            self._token_in(header, OWNER_OR_ADMIN_HINT)
             return
         scopes = self.scopes_of(header)
         needed = ENDPOINT_SCOPES[endpoint]
         if needed not in scopes and "admin" not in scopes:
             raise Forbidden(f"This token does not have the '{needed}' scope that this endpoint needs.")
 
-    def scopes_of(self, header: str | None) -> frozenset[str]:
+    def authorize_server(self, endpoint: str, header: str | None, server: Server) -> None:
+        """For an OWNER_OR_ADMIN endpoint: pass with ``server``'s own token or an admin token.
+
+        No token: 401. A token that is neither this server's nor a valid API token (garbage,
+        revoked, expired, another server's): 401, the same answer whichever it is. A valid API
+        token without the admin scope: 403."""
+        if self.is_public(endpoint):
+            return
+        token = self._token_in(header, OWNER_OR_ADMIN_HINT)
+        # Constant time: a server token must not be recoverable byte by byte from reply timings.
+        if server.token and hmac.compare_digest(token.encode(), server.token.encode()):
+            return
+        try:
+            scopes = self.scopes_of(header)
+        except Unauthorized as error:
+            raise Unauthorized(f"{OWNER_OR_ADMIN_HINT} This is not the server's token, and as an API token: "
+                               f"{error.message}", headers=CHALLENGE) from None
+        if "admin" not in scopes:
+            raise Forbidden(f"{OWNER_OR_ADMIN_HINT} This API token does not have the 'admin' scope.")
+
+    @staticmethod
+    def _token_in(header: str | None, hint: str = "This endpoint needs an API token.") -> str:
         token = parse_authorization(header)
         if token is None:
-            raise Unauthorized("This endpoint needs an API token: send 'Authorization: token <your token>'.",
-                               headers=CHALLENGE)
+            raise Unauthorized(f"{hint} Send it as 'Authorization: token <token>'.", headers=CHALLENGE)
+        return token
+
+    def scopes_of(self, header: str | None) -> frozenset[str]:
+        token = self._token_in(header)
         admin = self.settings.admin_token
         if admin and hmac.compare_digest(token.encode(), admin.encode()):
             return frozenset({"admin"})

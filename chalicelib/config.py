@@ -9,6 +9,8 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from chalicelib.repository_urls import DEFAULT_ALLOWED_HOSTS, normalize_allowed_hosts
+
 # Endpoints anyone may call without a token, as the seeds show them.
 DEFAULT_PUBLIC_ENDPOINTS = (
     "builds.create",
@@ -44,7 +46,7 @@ DEFAULT_SERVICE_CATALOG: dict[str, Any] = {
 }
 
 
-_CSV_FIELDS = frozenset({"subnets", "security_groups", "public_endpoints"})
+_CSV_FIELDS = frozenset({"subnets", "security_groups", "public_endpoints", "allowed_hosts"})
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -54,7 +56,8 @@ def _csv(value: str) -> tuple[str, ...]:
 class Settings(BaseModel):
     """Everything the app reads from its environment. Built once per process."""
 
-    model_config = ConfigDict(frozen=True)
+    # hide_input_in_errors: a refused admin token must not be echoed into the startup error.
+    model_config = ConfigDict(frozen=True, hide_input_in_errors=True)
 
     stage: str = "dev"
     backend: Literal["aws", "local"] = "aws"
@@ -84,6 +87,11 @@ class Settings(BaseModel):
         0, ge=0, description="seconds between checks of handed-out servers; 0: only at their maximum lifetime")
     stopped_retention: int = Field(24 * 3600, ge=0, description="seconds a stopped server stays visible")
     build_poll_after: int = Field(900, gt=0, description="seconds before a build without an event is polled")
+    idle_timeout: int = Field(
+        600, ge=0, description="seconds a handed-out server may sit idle before it stops itself; 0: never")
+    kernel_idle_timeout: int = Field(
+        600, ge=0, description="seconds a kernel may sit idle (not busy; open tabs or not) before it is shut down; "
+        "0: never")
 
     # Local mode (``python -m chalicelib.local``): where clones, virtualenvs and server logs go
     # ("" = .binderless/ in the project), and how often the schedule's tick runs, in seconds.
@@ -97,9 +105,21 @@ class Settings(BaseModel):
     max_memory: int = 16384
     max_pool_size: int = Field(100, ge=0)
 
+    # Quotas (0: no limit). Over one, a launch or build answers 429 with Retry-After.
+    max_servers: int = Field(500, ge=0, description="live servers in this deployment")
+    max_servers_per_environment: int = Field(200, ge=0)
+    max_servers_per_repository: int = Field(200, ge=0)
+    max_builds_per_repository: int = Field(2, ge=0, description="builds of one repository running at once")
+    launch_rate_limit: int = Field(10, ge=0, description="anonymous launches per client address per window")
+    launch_rate_window: int = Field(60, gt=0, description="seconds")
+    idempotency_ttl: int = Field(3600, gt=0, description="seconds a POST's Idempotency-Key is remembered")
+
     # Auth.
     admin_token: str = Field("", repr=False)
     public_endpoints: tuple[str, ...] = DEFAULT_PUBLIC_ENDPOINTS
+
+    # Git hosts a repository URL may name ("*": any public host); local mode accepts any host.
+    allowed_hosts: tuple[str, ...] = DEFAULT_ALLOWED_HOSTS
 
     service_catalog: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_SERVICE_CATALOG))
 
@@ -110,6 +130,18 @@ class Settings(BaseModel):
 
         validate_catalog(catalog)  # a malformed operator catalog fails at start, not at the first staging
         return catalog
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _valid_hosts(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        return normalize_allowed_hosts(hosts)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_admin_token(cls, token: str) -> str:
+        from chalicelib.auth import check_admin_token  # auth imports this module
+
+        return check_admin_token(token)
 
     @field_validator("ecr_repository_uri")
     @classmethod

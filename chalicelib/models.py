@@ -115,6 +115,7 @@ class Staging(BaseModel):
     environment_name: str
     image_name: str
     image: str
+    source: str = ""  # what quotas count servers against: the build's repository, or image:<name>
     cpu: int
     memory: int
     services: list[dict[str, Any]] = Field(default_factory=list)
@@ -130,6 +131,7 @@ class Pool(BaseModel):
     available: int = 0
     starting: int = 0
     running: int = 0
+    live: int = 0  # every server not yet stopped, for the per-environment quota
 
 
 class Server(BaseModel):
@@ -137,6 +139,7 @@ class Server(BaseModel):
     id: str
     state: ServerState
     claimed: bool
+    source: str = ""  # the staging's: its repository, or image:<name>
     token: str = Field(default="", repr=False)
     url: str = ""
     handle: dict[str, str] = Field(default_factory=dict)

@@ -1,7 +1,9 @@
 """Repository URLs as clients send them: one spelling per repository, and the edge checks.
 
 The resolver and the builders fetch whatever URL a client names, so this refuses what should
-never be fetched: other schemes, credentials, local and private hosts (except in local mode).
+never be fetched: other schemes, credentials, hosts the operator has not allowed, and hosts that
+are, or resolve to, local and private addresses (all of it except the scheme check is skipped
+in local mode, where the user is the operator).
 """
 
 from __future__ import annotations
@@ -10,13 +12,47 @@ import ipaddress
 import re
 import socket
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable
+from typing import TypeAlias
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from chalicelib import errors
 
 MAX_URL_LENGTH = 2048
 _HOSTNAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?")
+ANY_HOST = "*"
+DEFAULT_ALLOWED_HOSTS = ("github.com", "gitlab.com", "bitbucket.org", "codeberg.org", "gist.github.com")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+# A host name -> every IP address it resolves to; raises OSError when it does not resolve.
+HostResolver: TypeAlias = Callable[[str], Iterable[str]]
+
+
+def lookup_addresses(host: str) -> list[str]:
+    """The addresses ``socket.getaddrinfo`` gives for ``host``: what a later fetch would connect to."""
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)]
+
+
+_resolve_host: HostResolver = lookup_addresses
+
+
+def set_host_resolver(resolver: HostResolver | None) -> None:
+    """Replace the DNS lookup validation uses (tests have no network); None restores ``lookup_addresses``."""
+    global _resolve_host
+    _resolve_host = resolver or lookup_addresses
+
+
+def normalize_allowed_hosts(hosts: Iterable[str]) -> tuple[str, ...]:
+    """The operator's allow-list, lower-cased; ValueError for an empty list or a malformed entry."""
+    normalized = tuple(dict.fromkeys(host.strip().lower().rstrip(".") for host in hosts if host.strip()))
+    if not normalized:
+        raise ValueError(f"allowed_hosts is empty: list git hosts (e.g. {DEFAULT_ALLOWED_HOSTS[0]}), "
+                         f"or {ANY_HOST} for any public host")
+    bad = [host for host in normalized if host != ANY_HOST and not _HOSTNAME.fullmatch(host)]
+    if bad:
+        raise ValueError(f"allowed_hosts: not host names: {', '.join(bad)}")
+    return normalized
 
 
 def normalize_repository(url: str) -> str:
@@ -43,13 +79,15 @@ def validate_repository_url(
     allow_http: bool = False,
     allow_local: bool = False,
     allowed_hosts: Collection[str] | None = None,
+    resolve: HostResolver | None = None,
 ) -> str:
     """The normalized URL, or errors.BadRequest saying what to fix.
 
-    https only (http with ``allow_http``). ``allow_local`` (local mode) also admits absolute
-    paths, file:// URLs and local/private hosts; without it those are refused, since the
-    resolver and builders fetch whatever URL a client names. ``allowed_hosts``, if given, is
-    the operator's list of git hosts."""
+    https only (http with ``allow_http``). ``allow_local`` (local mode) admits absolute paths,
+    file:// URLs and any host, and skips the allow-list and the DNS check. Otherwise the host
+    must be in ``allowed_hosts`` (the operator's list; None or "*" in it: any host) and every
+    address it resolves to (through ``resolve``, by default ``lookup_addresses``) must be
+    public, since the resolver and builders fetch whatever URL a client names."""
     if not isinstance(url, str) or not url.strip():
         raise errors.BadRequest("repository must be a URL such as https://github.com/user/name")
     text = url.strip()
@@ -71,12 +109,12 @@ def validate_repository_url(
     host = _check_authority(parts)
     if parts.query or parts.fragment:
         raise errors.BadRequest("repository URL must not have a ?query or #fragment")
-    if not allow_local and _is_local_host(host):
-        raise errors.BadRequest(f"repository host {host} is a local or private address")
-    if allowed_hosts is not None and host not in {allowed.lower() for allowed in allowed_hosts}:
-        raise errors.BadRequest(
-            f"repository host {host} is not allowed here; allowed: {', '.join(sorted(allowed_hosts))}"
-        )
+    if not allow_local:
+        if _is_local_host(host):
+            raise errors.BadRequest(f"repository host {host} is a local or private address; use a public git host")
+        _check_allowed(host, allowed_hosts)
+        if _parse_ip(host) is None:  # an address was judged above; a name is judged by what it resolves to
+            _check_resolves_to_public_addresses(host, resolve or _resolve_host)
     return normalize_repository(text)
 
 
@@ -118,7 +156,7 @@ def _check_authority(parts: SplitResult) -> str:
     return host
 
 
-def _parse_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _parse_ip(host: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(host)
     except ValueError:
@@ -130,8 +168,66 @@ def _parse_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None
         return None
 
 
+def _check_allowed(host: str, allowed_hosts: Collection[str] | None) -> None:
+    if allowed_hosts is None:
+        return
+    allowed = {entry.lower().rstrip(".") for entry in allowed_hosts}
+    if ANY_HOST not in allowed and host.rstrip(".") not in allowed:
+        raise errors.BadRequest(
+            f"repository host {host} is not allowed here; allowed: {', '.join(sorted(allowed))} "
+            "(the operator's BINDERLESS_ALLOWED_HOSTS)"
+        )
+
+
+def _check_resolves_to_public_addresses(host: str, resolve: HostResolver) -> None:
+    """Every address, not just the first: a fetch may connect to any of them."""
+    try:
+        addresses = list(resolve(host.rstrip(".")))
+    except (OSError, UnicodeError, ValueError):  # socket.gaierror is an OSError; idna refuses long labels
+        addresses = []
+    if not addresses:
+        raise errors.BadRequest(f"cannot resolve repository host {host}; check the URL's host name")
+    # Which address is not said: the client need not learn how private names resolve inside.
+    if not all(_is_public(_parse_resolved(address)) for address in addresses):
+        raise errors.BadRequest(
+            f"repository host {host} resolves to a local or private address; use a public git host"
+        )
+
+
+def _parse_resolved(address: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0])  # fe80::1%eth0: drop the zone
+    except ValueError:
+        return None
+
+
+def _is_public(address: IPAddress | None) -> bool:
+    """Global unicast: not private, loopback, link-local, shared, multicast or reserved.
+
+    IPv6 forms that carry an IPv4 address (mapped, NAT64, 6to4, Teredo) are judged by that address."""
+    if address is None:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return _is_public(embedded)
+    return address.is_global and not address.is_multicast and not address.is_reserved
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]  # the client's address
+    return None
+
+
 def _is_local_host(host: str) -> bool:
     if host.rstrip(".") == "localhost" or host.rstrip(".").endswith(".localhost"):
         return True
     address = _parse_ip(host)
-    return address is not None and (not address.is_global or address.is_multicast)
+    return address is not None and not _is_public(address)

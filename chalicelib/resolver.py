@@ -126,12 +126,23 @@ def _head_symref(capabilities: str) -> str:
     return ""
 
 
+class SameHostRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to the same host (GitHub's renamed repositories): a checked URL must
+    not lead the resolver on to an unchecked one, such as an address inside the VPC."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> urllib.request.Request | None:
+        if urlsplit(newurl).hostname != urlsplit(req.full_url).hostname:
+            raise HTTPError(newurl, code, "redirect to another host refused", headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 class GitHttpResolver:
     """RefResolver over git smart HTTP. ``timeout`` bounds each socket wait and the whole fetch."""
 
     def __init__(self, timeout: float = 5.0, opener: Opener | None = None) -> None:
         self.timeout = timeout
-        self._opener: Opener = opener or urllib.request.build_opener()
+        self._opener: Opener = opener or urllib.request.build_opener(SameHostRedirects())
 
     def resolve(self, repository: str, ref: str) -> str:
         ref = ref.strip()

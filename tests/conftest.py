@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -16,6 +17,7 @@ from chalicelib.backends.aws import AwsBuilder, AwsSpawner, AwsStager
 from chalicelib.config import Settings
 from chalicelib.context import set_services
 from chalicelib.errors import NotFound
+from chalicelib.repository_urls import set_host_resolver
 from chalicelib.services import Services, build_services
 from chalicelib.store import Store
 
@@ -65,6 +67,31 @@ class World:
     dynamodb: Any
 
 
+class FakeDns:
+    """There is no network in tests: every name resolves to a public address unless a test says otherwise."""
+
+    PUBLIC = "140.82.112.3"
+
+    def __init__(self) -> None:
+        self.answers: dict[str, list[str]] = {}
+        self.asked: list[str] = []
+
+    def __call__(self, host: str) -> list[str]:
+        self.asked.append(host)
+        answer = self.answers.get(host, [self.PUBLIC])
+        if not answer:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return answer
+
+
+@pytest.fixture(autouse=True)
+def dns() -> Iterator[FakeDns]:
+    fake = FakeDns()
+    set_host_resolver(fake)
+    yield fake
+    set_host_resolver(None)
+
+
 @pytest.fixture(autouse=True)
 def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -74,12 +101,14 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def world() -> Iterator[World]:
+def world(request: pytest.FixtureRequest) -> Iterator[World]:
+    """moto AWS and the services wired to it; ``@pytest.mark.settings(name=value)`` overrides settings."""
+    marker = request.node.get_closest_marker("settings")
     with mock_aws():
         state_manager.set_transition(model_name="ecs::task",
                                      transition={"progression": "manual", "times": 1_000_000})
         try:
-            yield _make_world()
+            yield _make_world(**(marker.kwargs if marker else {}))
         finally:
             state_manager.unset_transition("ecs::task")
             set_services(None)

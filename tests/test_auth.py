@@ -11,8 +11,10 @@ from chalicelib.auth import ENDPOINT_SCOPES, hash_token, parse_authorization
 from chalicelib.cli import main as cli
 from chalicelib.config import Settings
 from tests.conftest import World, auth, body
+from tests.helpers import staged, task_event, task_of
 
-# (method, path, endpoint) for every endpoint the seeds protect by default.
+# (method, path, endpoint) for every endpoint the seeds protect by default, but for deployments.delete
+# (owner or admin: its own test below).
 PROTECTED = [
     ("GET", "/builds/repos/some-image/status", "builds.status"),
     ("POST", "/builds/images", "images.register"),
@@ -20,7 +22,6 @@ PROTECTED = [
     ("GET", "/stagings/some-env", "stagings.get"),
     ("GET", "/stagings/some-env/status", "stagings.status"),
     ("GET", "/deployments/some-env", "deployments.list"),
-    ("DELETE", "/deployments/some-env/some-id", "deployments.delete"),
     ("GET", "/pools", "pools.list"),
     ("POST", "/pools/some-env", "pools.put"),
     ("PUT", "/pools/some-env", "pools.put"),
@@ -49,6 +50,52 @@ def test_protected_endpoints_refuse_missing_wrong_and_underscoped_tokens(
         assert set(body(reply)) == {"error", "message"}
     allowed = call(client, method, path, {"Authorization": f"token {new_token(world, ENDPOINT_SCOPES[endpoint])}"})
     assert allowed.status_code not in (401, 403)
+
+
+def running_server(client: Any, world: World, environment: str) -> tuple[str, str]:
+    """A cold-started server that has its location: (id, its own token)."""
+    server_id = body(client.http.post(f"/deployments/{environment}", body=""))["id"]
+    task_event(client, world, task_of(world, environment, server_id), "RUNNING")
+    location = body(client.http.get(f"/deployments/{environment}/{server_id}"))["location"]
+    return server_id, location.split("?token=")[1]
+
+
+def test_stopping_a_server_takes_its_own_token_or_an_admin_token(client: Any, world: World) -> None:
+    environment = staged(client, world)
+    mine, my_token = running_server(client, world, environment)
+    other, other_token = running_server(client, world, environment)
+    everything_but_admin = new_token(world, "builds", "stagings", "deployments", "pools")
+    expired_admin = new_token(world, "admin", ttl=60)
+    world.clock.advance(61)
+    refused = [({}, 401), ({"Authorization": "token not-a-real-token"}, 401),
+               ({"Authorization": f"token {other_token}"}, 401), ({"Authorization": f"token {expired_admin}"}, 401),
+               ({"Authorization": f"token {new_token(world, 'deployments')}"}, 403),
+               ({"Authorization": f"token {everything_but_admin}"}, 403)]
+    for headers, status in refused:
+        reply = client.http.delete(f"/deployments/{environment}/{mine}", headers=headers)
+        assert reply.status_code == status, (headers, reply.body)
+        assert "server's own token" in body(reply)["message"]
+        assert (status == 401) == ("WWW-Authenticate" in reply.headers)
+    assert "expired" in body(client.http.delete(f"/deployments/{environment}/{mine}",
+                                                headers={"Authorization": f"token {expired_admin}"}))["message"]
+    assert body(client.http.get(f"/deployments/{environment}/{mine}"))["status"] == "running"
+
+    own = client.http.delete(f"/deployments/{environment}/{mine}", headers={"Authorization": my_token})
+    assert own.status_code == 202
+    assert client.http.delete(f"/deployments/{environment}/{other}",
+                              headers={"Authorization": f"Bearer {new_token(world, 'admin')}"}).status_code == 202
+    third, _ = running_server(client, world, environment)
+    assert client.http.delete(f"/deployments/{environment}/{third}", headers=auth()).status_code == 202
+    missing = client.http.delete(f"/deployments/{environment}/{'0' * 32}", headers=auth())
+    assert missing.status_code == 404
+
+
+def test_an_operator_may_still_make_stopping_servers_public(client: Any, world: World, monkeypatch: Any) -> None:
+    environment = staged(client, world)
+    server_id, _ = running_server(client, world, environment)
+    opened = Settings.from_env({"BINDERLESS_PUBLIC_ENDPOINTS": "deployments.create,deployments.get,deployments.delete"})
+    monkeypatch.setattr(world.services.auth, "settings", opened)
+    assert client.http.delete(f"/deployments/{environment}/{server_id}").status_code == 202
 
 
 @pytest.mark.parametrize("header", ["token {t}", "Bearer {t}", "{t}", "bearer   {t}"])

@@ -10,9 +10,12 @@ import copy
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,7 +32,10 @@ from chalicelib import errors
 from chalicelib.backends.aws import AwsBuilder, AwsSpawner, AwsStager
 from chalicelib.backends.base import BuildRequest, EnvironmentSpec, Sidecar
 from chalicelib.backends.bootstrap import BOOTSTRAP, bootstrap_command, token_for
+from chalicelib.backends.culling import SERVE, culling_arguments
+from chalicelib.backends.local_servers import free_port
 from chalicelib.config import Settings
+from tests.test_local_backend import wait_for
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -340,7 +346,7 @@ def test_one_runtask_starts_a_batch_with_a_distinct_token_per_server(ecs_setting
     tasks = ecs.describe_tasks(cluster="binderless", tasks=arns)["tasks"]
     assert len(tasks) == 3 and {t["startedBy"] for t in tasks} == {"binderless"}
     (override,) = tasks[0]["overrides"]["containerOverrides"]
-    assert override["command"] == bootstrap_command(8888)
+    assert override["command"] == bootstrap_command(8888, culling_arguments(ecs_settings))
     key = override["environment"][0]["value"]
     assert all(t["overrides"] == tasks[0]["overrides"] for t in tasks)  # one RunTask, one set of overrides
     assert [one.token for one in launched] == [token_for(key, arn) for arn in arns]
@@ -368,7 +374,7 @@ def test_runtask_request_shape(settings: Settings) -> None:
             "containerOverrides": [
                 {
                     "name": "notebook",
-                    "command": bootstrap_command(8888),
+                    "command": bootstrap_command(8888, culling_arguments(settings)),
                     "environment": [{"name": "BINDERLESS_BATCH_KEY", "value": ANY}],
                 }
             ]
@@ -573,33 +579,65 @@ def metadata_endpoint() -> Iterator[str]:
         server.server_close()
 
 
-def test_bootstrap_starts_jupyter_with_the_token_the_spawner_expects(tmp_path: Path, metadata_endpoint: str) -> None:
-    record = tmp_path / "exec.json"
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake_jupyter = bin_dir / "jupyter"
-    fake_jupyter.write_text(
-        f"#!{sys.executable}\n"
-        "import json, os, sys\n"
-        "names = ('JUPYTER_TOKEN', 'BINDERLESS_BATCH_KEY')\n"
-        f"json.dump({{'argv': sys.argv, 'env': {{n: os.environ.get(n) for n in names}}}}, open({str(record)!r}, 'w'))\n"
-    )
-    fake_jupyter.chmod(0o755)
-    key = "ab" * 32
-    env = {
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "ECS_CONTAINER_METADATA_URI_V4": metadata_endpoint,
-        "BINDERLESS_BATCH_KEY": key,
-    }
-    python, *args = bootstrap_command(8888)
-    assert (python, args[:2]) == ("python3", ["-c", BOOTSTRAP])
+def test_the_command_and_its_key_fit_in_runtask_overrides() -> None:
+    # RunTask allows 8192 characters of overrides, JSON included; the bootstrap travels in each call.
+    command = bootstrap_command(8888, culling_arguments(Settings()))
+    assert command[:5] == ["python3", "-c", BOOTSTRAP, SERVE, "--ip=0.0.0.0"]
+    override = {"name": "notebook", "command": command, "environment": [{"name": "BINDERLESS_BATCH_KEY",
+                                                                        "value": "ab" * 32}]}
+    assert len(json.dumps({"containerOverrides": [override]})) < 6000  # room left for what comes next
 
-    subprocess.run([sys.executable, *args], env=env, check=True, timeout=20)
+
+def test_bootstrap_sets_the_token_the_spawner_expects_then_execs_the_server(tmp_path: Path,
+                                                                          metadata_endpoint: str) -> None:
+    record = tmp_path / "exec.json"
+    # In SERVE's place, a program that records what it was given: argv, environment, /proc's copy of it.
+    recorder = ("import json, os, sys\n"
+                "names = ('JUPYTER_TOKEN', 'BINDERLESS_BATCH_KEY')\n"
+                "environ = open('/proc/self/environ', 'rb').read().decode()\n"
+                f"json.dump({{'argv': sys.argv, 'env': {{n: os.environ.get(n) for n in names}}, 'environ': environ}},"
+                f" open({str(record)!r}, 'w'))\n")
+    key = "ab" * 32
+    env = {"PATH": os.environ["PATH"], "ECS_CONTAINER_METADATA_URI_V4": metadata_endpoint, "BINDERLESS_BATCH_KEY": key}
+    python, dash_c, bootstrap, serve, *arguments = bootstrap_command(8888, ["--ServerApp.x=1"])
+    assert (python, dash_c, bootstrap, serve) == ("python3", "-c", BOOTSTRAP, SERVE)
+
+    subprocess.run([sys.executable, "-c", bootstrap, recorder, *arguments], env=env, check=True, timeout=20)
 
     seen = json.loads(record.read_text())
     token = seen["env"]["JUPYTER_TOKEN"]
     assert token == token_for(key, Metadata.task_arn)
     assert seen["env"]["BINDERLESS_BATCH_KEY"] is None
+    assert key not in seen["environ"]  # exec'd: not even /proc/<pid>/environ, which kernels could read, has it
     assert not any(token in arg or key in arg for arg in seen["argv"])
-    assert seen["argv"][1:] == ["server", "--ip=0.0.0.0", "--port=8888", "--no-browser"]
+    assert seen["argv"] == ["-c", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--ServerApp.x=1"]
     assert Metadata.paths == ["/v4/0123abcd/task"]
+
+
+def test_the_runtask_command_serves_jupyter_with_the_derived_token(tmp_path: Path, metadata_endpoint: str) -> None:
+    """The whole command, as the container runs it (with this interpreter as python3)."""
+    key, port = "cd" * 32, free_port()
+    env = {"PATH": os.environ["PATH"], "ECS_CONTAINER_METADATA_URI_V4": metadata_endpoint, "BINDERLESS_BATCH_KEY": key,
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "HOME": str(tmp_path)}
+    _, *arguments = bootstrap_command(port, [*culling_arguments(Settings()), f"--ServerApp.root_dir={tmp_path}"])
+    arguments += ["--allow-root"] if os.geteuid() == 0 else []
+    server = subprocess.Popen([sys.executable, *arguments], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        def status(token: str) -> int | None:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/api/status",
+                                             headers={"Authorization": f"token {token}"})
+            try:
+                with urllib.request.urlopen(request, timeout=1) as response:
+                    return int(response.status)
+            except urllib.error.HTTPError as error:
+                return error.code
+            except OSError:
+                return None
+
+        assert wait_for(lambda: status(token_for(key, Metadata.task_arn)), timeout=60) == 200
+        assert status("not-the-token") == 403
+        assert key.encode() not in Path(f"/proc/{server.pid}/environ").read_bytes()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=20)

@@ -139,7 +139,8 @@ def test_list_delete_and_drain(client: Any, world: World) -> None:
     stopped = world.ecs.describe_tasks(cluster="binderless", tasks=[task_arn])["tasks"][0]
     assert stopped["desiredStatus"] == "STOPPED"
     task_event(client, world, task_arn, "STOPPED", "Task stopped by user")
-    assert body(client.http.get(f"/deployments/{environment}/{server_id}"))["status"] == "stopped"
+    gone = client.http.get(f"/deployments/{environment}/{server_id}")
+    assert gone.status_code == 410 and "stopped" in body(gone)["message"]
     assert body(client.http.get(f"/pools/{environment}"))["running"] == 0
 
     drained = client.http.delete(f"/pools/{environment}", headers=auth())

@@ -56,8 +56,8 @@ def test_a_server_that_never_starts_is_stopped_and_failed(client: Any, world: Wo
     task = world.ecs.describe_tasks(cluster="binderless", tasks=[task_arn])["tasks"][0]
     assert task["desiredStatus"] == "STOPPED"
     task_event(client, world, task_arn, "STOPPED")
-    reply = body(client.http.get(f"/deployments/{environment}/{server_id}"))
-    assert reply["status"] == "stopped" and "did not start" in reply["reason"]
+    reply = client.http.get(f"/deployments/{environment}/{server_id}")
+    assert reply.status_code == 410 and "did not start" in body(reply)["message"]
     assert pool_of(client, world, environment)["running"] == 0
 
 
@@ -89,7 +89,7 @@ def test_events_twice_or_out_of_order_change_nothing_more(client: Any, world: Wo
     task_event(client, world, task_arn, "STOPPED")
     task_event(client, world, task_arn, "RUNNING")  # late
 
-    assert body(client.http.get(f"/deployments/{environment}/{server_id}"))["status"] == "stopped"
+    assert client.http.get(f"/deployments/{environment}/{server_id}").status_code == 410
     assert pool_of(client, world, environment) == {"running": 0, "available": 0, "starting": 0, "size": 0}
     assert send_foreign_event_is_ignored(client, world, task_arn)
 
@@ -170,5 +170,5 @@ def test_a_handed_out_server_that_dies_unseen_is_noticed_when_asked_to_check(cli
     world.clock.advance(1)
     tick(client)
 
-    assert body(client.http.get(f"/deployments/{environment}/{server_id}"))["status"] == "stopped"
+    assert client.http.get(f"/deployments/{environment}/{server_id}").status_code == 410
     assert pool_of(client, world, environment)["running"] == 0

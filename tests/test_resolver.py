@@ -356,3 +356,25 @@ def test_validate_repository_url_checks_the_operators_hosts() -> None:
 def test_file_urls_must_name_a_local_path() -> None:
     with pytest.raises(errors.BadRequest, match="must name a local path"):
         validate_repository_url("file://server/share/r", allow_local=True)
+
+
+def test_a_redirect_to_another_host_is_refused() -> None:
+    import http.server
+    import threading
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the base class's name)
+            self.send_response(302)
+            self.send_header("Location", "http://localhost:1/internal/info/refs?service=git-upload-pack")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(errors.BadRequest):
+            GitHttpResolver(timeout=2).resolve(f"http://127.0.0.1:{server.server_port}/user/repo", "HEAD")
+    finally:
+        server.shutdown()

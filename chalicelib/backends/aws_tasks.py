@@ -26,6 +26,7 @@ from chalicelib import errors
 from chalicelib.backends.aws_common import aws_errors, chunks, error_code, error_message
 from chalicelib.backends.base import EnvironmentSpec, Handle, Launched, Sidecar, TaskState, TaskStatus
 from chalicelib.backends.bootstrap import KEY_VARIABLE, bootstrap_command, token_for
+from chalicelib.backends.culling import culling_arguments
 from chalicelib.config import Settings
 
 if TYPE_CHECKING:
@@ -177,7 +178,7 @@ class AwsSpawner:
         key = secrets.token_hex(32)
         override: ContainerOverrideTypeDef = {
             "name": NOTEBOOK,
-            "command": bootstrap_command(self.settings.server_port),
+            "command": bootstrap_command(self.settings.server_port, culling_arguments(self.settings)),
             "environment": [{"name": KEY_VARIABLE, "value": key}],
         }
         with aws_errors("ECS RunTask"):

@@ -4,19 +4,25 @@ ECS RunTask applies one set of overrides to every task of a batch, so the spawne
 each task its own token. It hands the batch a random key instead; each task derives its token
 as HMAC(key, its own task id), which the spawner can compute too from the ARN RunTask returns.
 ``BOOTSTRAP`` runs inside the user's image (``python3 -c``), so it uses the standard library
-only, and it must compute exactly what ``token_for`` computes (a test runs both).
+only, and it must compute exactly what ``token_for`` computes (a test runs both). It then execs
+``culling.SERVE``, the jupyter server that stops itself once used and idle.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
+
+from chalicelib.backends.culling import SERVE
 
 KEY_VARIABLE = "BINDERLESS_BATCH_KEY"
 
-# argv[1] is the port. The key leaves the environment before exec, so neither the notebook
-# user nor the kernels it starts can read it; the token goes through JUPYTER_TOKEN, not argv,
-# so it does not show in `ps`. The metadata endpoint can lag the container by a moment: retry.
+# argv[1] is the program to run once the token is set (SERVE), argv[2:] its arguments. The key
+# leaves the environment before exec, so neither the notebook user nor the kernels it starts can
+# read it (not even in /proc/<pid>/environ, which only an exec replaces); the token goes through
+# JUPYTER_TOKEN, not argv, so it does not show in `ps`. The metadata endpoint can lag the
+# container by a moment: retry.
 BOOTSTRAP = """\
 import hashlib, hmac, json, os, sys, time, urllib.request
 key = os.environ.pop("BINDERLESS_BATCH_KEY")
@@ -31,7 +37,7 @@ for attempt in range(10):
         time.sleep(1)
 task_id = arn.rsplit("/", 1)[-1]
 os.environ["JUPYTER_TOKEN"] = hmac.new(key.encode(), task_id.encode(), hashlib.sha256).hexdigest()[:48]
-os.execvp("jupyter", ["jupyter", "server", "--ip=0.0.0.0", "--port=" + sys.argv[1], "--no-browser"])
+os.execv(sys.executable, [sys.executable, "-c"] + sys.argv[1:])
 """
 
 
@@ -41,6 +47,6 @@ def token_for(key: str, task_arn: str) -> str:
     return hmac.new(key.encode(), task_id.encode(), hashlib.sha256).hexdigest()[:48]
 
 
-def bootstrap_command(port: int) -> list[str]:
-    """The container command override that runs ``BOOTSTRAP`` for a server on ``port``."""
-    return ["python3", "-c", BOOTSTRAP, str(port)]
+def bootstrap_command(port: int, jupyter_arguments: Sequence[str] = ()) -> list[str]:
+    """The container command override: ``BOOTSTRAP``, then ``SERVE`` on ``port`` with ``jupyter_arguments``."""
+    return ["python3", "-c", BOOTSTRAP, SERVE, "--ip=0.0.0.0", f"--port={port}", "--no-browser", *jupyter_arguments]

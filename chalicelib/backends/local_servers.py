@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from chalicelib import errors
 from chalicelib.backends.base import EnvironmentSpec, Handle, Launched, TaskState
+from chalicelib.backends.culling import SERVE, culling_arguments
 from chalicelib.backends.local_builds import read_record
 from chalicelib.backends.local_common import public_environment, work_dir
 from chalicelib.config import Settings
@@ -113,12 +114,13 @@ def _parent_death_signal() -> Callable[[], None] | None:
 
 
 class LocalSpawner:
-    """``Spawner`` port: one ``python -m jupyter_server`` process per server."""
+    """``Spawner`` port: one jupyter server process per server, run by ``culling.SERVE`` as on AWS."""
 
     max_batch = 10
 
     def __init__(self, settings: Settings, *, grace: float = STOP_GRACE) -> None:
         self.logs = work_dir(settings) / "servers"
+        self.culling = culling_arguments(settings)
         self.grace = grace
         self._lock = threading.Lock()
         self._processes: dict[str, Process] = {}  # by pid
@@ -138,9 +140,10 @@ class LocalSpawner:
             return Launched(server_id, failure=f"server id {server_id!r} is not usable locally")
         port, token = self._unused_port(), secrets.token_hex(24)
         base_url = f"/user/{server_id}/"
-        command = [environment.get("python") or sys.executable, "-m", "jupyter_server", "--no-browser",
+        command = [environment.get("python") or sys.executable, "-c", SERVE, "--no-browser",
                    f"--ip={HOST}", f"--port={port}", "--ServerApp.port_retries=0",
-                   f"--ServerApp.base_url={base_url}", f"--ServerApp.root_dir={environment.get('path', '')}"]
+                   f"--ServerApp.base_url={base_url}", f"--ServerApp.root_dir={environment.get('path', '')}",
+                   *self.culling]
         if os.geteuid() == 0:
             command.append("--allow-root")
         runtime = self.logs / server_id

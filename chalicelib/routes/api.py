@@ -40,6 +40,7 @@ def endpoint(blueprint: Blueprint, name: str) -> Callable[[Callable[..., Any]], 
                 return Response(body=error_body("InternalError", "Something went wrong on our side; try again."),
                                 headers={"Content-Type": "application/json"}, status_code=500)
 
+        wrapper.endpoint_name = name  # type: ignore[attr-defined]  # the OpenAPI document maps routes to names
         return wrapper
 
     return decorate
@@ -79,3 +80,21 @@ def query_param(blueprint: Blueprint, name: str) -> str | None:
     params = blueprint.current_request.query_params
     value: str | None = params.get(name) if params else None
     return value.strip().strip('"') if value else None  # the seed writes ?repository="https://..."
+
+
+def anonymous_client(blueprint: Blueprint) -> str | None:
+    """The caller's address when it sent no valid API token (rate limits apply), else None."""
+    request = blueprint.current_request
+    try:
+        get_services().auth.scopes_of(request.headers.get("authorization"))
+        return None
+    except BinderError:
+        identity = (request.context or {}).get("identity") or {}
+        return str(identity.get("sourceIp") or "unknown")
+
+
+def idempotent(blueprint: Blueprint, scope: str, payload: Any, action: Callable[[], tuple[int, Any]]) -> Response:
+    """Run ``action`` (status, body) once per ``Idempotency-Key``; a retry gets the first answer."""
+    key = blueprint.current_request.headers.get("idempotency-key")
+    status, body = get_services().idempotency.run(key, scope, payload, action, blueprint.lambda_context)
+    return reply(body, status)

@@ -9,7 +9,7 @@ from chalice.app import Blueprint, Response
 from chalicelib.context import get_services
 from chalicelib.errors import BadRequest
 from chalicelib.models import Build, BuildCreate, BuildStatus, ImageRegister
-from chalicelib.routes.api import BODY_TYPES, endpoint, parse_body, query_param, reply
+from chalicelib.routes.api import BODY_TYPES, endpoint, idempotent, parse_body, query_param, reply
 
 builds = Blueprint(__name__)
 
@@ -29,9 +29,14 @@ def build_reply(build: Build) -> dict[str, Any]:
 @builds.route("/builds/repos", methods=["POST"], content_types=BODY_TYPES)
 @endpoint(builds, "builds.create")
 def create_build() -> Response:
-    build = get_services().builds.request(parse_body(builds, BuildCreate))
-    status = 202 if build.status is BuildStatus.pending else 200
-    return reply({"image-name": build.image_name, "status": build.status.value}, status)
+    request = parse_body(builds, BuildCreate)
+
+    def build() -> tuple[int, dict[str, Any]]:
+        started = get_services().builds.request(request)
+        status = 202 if started.status is BuildStatus.pending else 200
+        return status, {"image-name": started.image_name, "status": started.status.value}
+
+    return idempotent(builds, "builds.create", request.model_dump(mode="json"), build)
 
 
 @builds.route("/builds/repos", methods=["GET"])

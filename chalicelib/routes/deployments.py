@@ -8,7 +8,7 @@ from chalice.app import Blueprint, Response
 
 from chalicelib.context import get_services
 from chalicelib.models import Server
-from chalicelib.routes.api import BODY_TYPES, endpoint, reply
+from chalicelib.routes.api import BODY_TYPES, anonymous_client, endpoint, idempotent, reply
 
 deployments = Blueprint(__name__)
 
@@ -35,8 +35,13 @@ def listed_server(server: Server) -> dict[str, Any]:
 @deployments.route("/deployments/{environment_name}", methods=["POST"], content_types=BODY_TYPES)
 @endpoint(deployments, "deployments.create")
 def launch(environment_name: str) -> Response:
-    server, from_pool = get_services().deployments.launch(environment_name)
-    return reply(server_reply(server), 201 if from_pool else 202)
+    client = anonymous_client(deployments)
+
+    def start() -> tuple[int, dict[str, Any]]:
+        server, from_pool = get_services().deployments.launch(environment_name, client=client)
+        return 201 if from_pool else 202, server_reply(server)
+
+    return idempotent(deployments, f"deployments.create:{environment_name}", None, start)
 
 
 @deployments.route("/deployments/{environment_name}", methods=["GET"])
@@ -54,5 +59,10 @@ def get_server(environment_name: str, server_id: str) -> Response:
 @deployments.route("/deployments/{environment_name}/{server_id}", methods=["DELETE"])
 @endpoint(deployments, "deployments.delete")
 def delete_server(environment_name: str, server_id: str) -> Response:
-    server = get_services().deployments.delete(environment_name, server_id)
+    """Owner or admin: the server's own token or an admin token (auth.OWNER_OR_ADMIN)."""
+    services = get_services()
+    header = deployments.current_request.headers.get("authorization")
+    server = services.deployments.find(environment_name, server_id)
+    services.auth.authorize_server("deployments.delete", header, server)
+    server = services.deployments.stop(server)
     return reply(server_reply(server), 202 if server.state.value == "stopping" else 200)

@@ -1,4 +1,4 @@
-"""/health and /versions: what an operator's monitoring and a client's feature check ask."""
+"""/health, /versions and /openapi.json: what monitoring, a client's feature check and tooling ask."""
 
 from __future__ import annotations
 
@@ -27,3 +27,15 @@ def health() -> Response:
 @endpoint(meta, "versions")
 def versions() -> Response:
     return reply({"binderless": __version__, "api": "v2", "backend": get_services().settings.backend})
+
+
+@meta.route("/openapi.json", methods=["GET"])
+@endpoint(meta, "openapi")
+def openapi() -> Response:
+    # Imported here: the reply models are not needed to serve anything else (import cost is the cold start).
+    from chalicelib.openapi import openapi_document
+
+    context = meta.current_request.context or {}
+    # Behind API Gateway the path carries the stage (/api/openapi.json); the resource path does not.
+    base_path = str(context.get("path", "")).removesuffix(str(context.get("resourcePath", "")))
+    return reply(openapi_document(meta.current_app.routes, get_services().auth.is_public, base_path))

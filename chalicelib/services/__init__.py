@@ -9,6 +9,7 @@ from typing import Callable
 from chalicelib.auth import Authenticator
 from chalicelib.backends.base import Builder, RefResolver, Spawner, Stager
 from chalicelib.config import Settings
+from chalicelib.idempotency import Idempotency
 from chalicelib.services.builds import BuildService
 from chalicelib.services.deployments import DeploymentService
 from chalicelib.services.pools import PoolService
@@ -31,6 +32,7 @@ class Services:
     servers: ServerLifecycle
     deployments: DeploymentService
     pools: PoolService
+    idempotency: Idempotency
 
 
 def build_services(settings: Settings, *, store: Store | None = None, builder: Builder | None = None,
@@ -63,4 +65,5 @@ def build_services(settings: Settings, *, store: Store | None = None, builder: B
         servers=servers,
         deployments=DeploymentService(settings, store, stagings, servers, clock),
         pools=PoolService(settings, store, stagings, servers, builds, clock),
+        idempotency=Idempotency(store.dynamo, settings.idempotency_ttl),
     )

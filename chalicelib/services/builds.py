@@ -36,7 +36,8 @@ class BuildService:
     def request(self, body: BuildCreate) -> Build:
         """The build of this repository at this ref: existing (cached) or newly started."""
         local = self.settings.backend == "local"
-        repository = validate_repository_url(body.repository, allow_http=local, allow_local=local)
+        repository = validate_repository_url(body.repository, allow_http=local, allow_local=local,
+                                             allowed_hosts=self.settings.allowed_hosts)
         commit = self.resolver.resolve(repository, body.ref)
         image_name = image_name_for(repository, commit)
         existing = self.store.builds.get(image_name)
@@ -45,11 +46,13 @@ class BuildService:
         now = self.clock()
         if existing:
             build = self.store.builds.transition(existing, BuildStatus.pending, reason="", handle={},
-                                                 updated_at=now, poll_at=now + self.settings.build_poll_after)
+                                                 updated_at=now, poll_at=now + self.settings.build_poll_after,
+                                                 max_running=self.settings.max_builds_per_repository)
         else:
             build = Build(image_name=image_name, status=BuildStatus.pending, repository=repository, ref=body.ref,
                           commit=commit, dependencies=body.dependencies, created_at=now, updated_at=now)
-            if not self.store.builds.create(build, poll_at=now + self.settings.build_poll_after):
+            if not self.store.builds.create(build, poll_at=now + self.settings.build_poll_after,
+                                            max_running=self.settings.max_builds_per_repository):
                 return self.get(image_name)  # a concurrent request created it first
         return self._start(build)
 
@@ -76,7 +79,8 @@ class BuildService:
 
     def find(self, repository: str) -> Build:
         local = self.settings.backend == "local"
-        normalized = validate_repository_url(repository, allow_http=local, allow_local=local)
+        normalized = validate_repository_url(repository, allow_http=local, allow_local=local,
+                                             allowed_hosts=self.settings.allowed_hosts)
         build = self.store.builds.latest_for(normalized)
         if build is None:
             raise NotFound(f"No build of {normalized} yet. Start one with POST /builds/repos.")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Callable
 
 from chalicelib.config import Settings
-from chalicelib.errors import NotFound, Unavailable
-from chalicelib.models import Server, ServerState
+from chalicelib.errors import Gone, NotFound, Unavailable
+from chalicelib.models import LIVE_STATES, Server, ServerState
 from chalicelib.services.servers import ServerLifecycle
 from chalicelib.services.stagings import StagingService
 from chalicelib.store import Store
+from chalicelib.store.counters import rate_update
 
 
 class DeploymentService:
@@ -21,29 +22,46 @@ class DeploymentService:
         self.servers = servers
         self.clock = clock
 
-    def launch(self, environment_name: str) -> tuple[Server, bool]:
-        """A server for one user, and whether it came ready from the pool."""
+    def launch(self, environment_name: str, *, client: str | None = None) -> tuple[Server, bool]:
+        """A server for one user, and whether it came ready from the pool.
+
+        ``client`` is the address of an anonymous caller: its launches count against the rate limit,
+        in the same transaction as the claim or the new server."""
         now = self.clock()
+        limit = self.settings.launch_rate_limit
+        extra = [rate_update(self.store.dynamo, client, now=now, window=self.settings.launch_rate_window,
+                             limit=limit)] if client and limit else []
         # Claim first: an available server proves the environment is launchable, saving a read on the fast path.
-        claimed = self.store.servers.claim(environment_name, now=now, stop_at=now + self.settings.server_max_lifetime)
+        claimed = self.store.servers.claim(environment_name, now=now, stop_at=now + self.settings.server_max_lifetime,
+                                           extra=extra)
         if claimed:
             return claimed, True
-        server, = self.servers.launch(self.stagings.launchable(environment_name), 1, claimed=True)
+        server, = self.servers.launch(self.stagings.launchable(environment_name), 1, claimed=True, extra=extra)
         if server.state is ServerState.failed:
             raise Unavailable(f"No server could be started right now ({server.reason}); try again shortly.",
                               headers={"Retry-After": "30"})
         return server, False
 
-    def get(self, environment_name: str, server_id: str) -> Server:
+    def find(self, environment_name: str, server_id: str) -> Server:
+        """The server's record, whatever its state."""
         server = self.store.servers.get(environment_name, server_id)
         if server is None:
             raise NotFound(f"No server '{server_id}' in '{environment_name}' (it may have ended long ago); "
                            f"launch a new one with POST /deployments/{environment_name}.")
         return server
 
+    def get(self, environment_name: str, server_id: str) -> Server:
+        """A live server; one that has ended answers Gone, saying why and how to get another."""
+        server = self.find(environment_name, server_id)
+        if server.state not in LIVE_STATES:
+            raise Gone(f"This server has {server.state.value} ({server.reason or 'no reason given'}). "
+                       f"Launch a new one with POST /deployments/{environment_name}.")
+        return server
+
     def list(self, environment_name: str) -> list[Server]:
         self.stagings.get(environment_name)  # 404 for an unknown environment rather than an empty list
         return sorted(self.store.servers.live(environment_name), key=lambda s: s.created_at)
 
-    def delete(self, environment_name: str, server_id: str) -> Server:
-        return self.servers.stop(self.get(environment_name, server_id), "deleted through the API")
+    def stop(self, server: Server) -> Server:
+        """Stop a server for its owner; stopping one that has ended already changes nothing."""
+        return self.servers.stop(server, "deleted through the API")

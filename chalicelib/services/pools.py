@@ -6,7 +6,7 @@ import logging
 from typing import Callable
 
 from chalicelib.config import Settings
-from chalicelib.errors import BinderError, Invalid, NotFound
+from chalicelib.errors import BinderError, Invalid, NotFound, QuotaExceeded
 from chalicelib.models import Pool
 from chalicelib.services.builds import BuildService
 from chalicelib.services.servers import ServerLifecycle
@@ -55,13 +55,7 @@ class PoolService:
         """Start the missing servers (in platform batches) or stop the surplus idle ones."""
         idle = pool.available + pool.starting
         if idle < pool.size:
-            staging = self.stagings.launchable(pool.environment_name)
-            missing = pool.size - idle
-            batch = self.servers.spawner.max_batch
-            for done in range(0, missing, batch):
-                if max_batches is not None and done // batch >= max_batches:
-                    break
-                self.servers.launch(staging, min(batch, missing - done), claimed=False)
+            self._fill(pool, pool.size - idle, max_batches)
         elif idle > pool.size:
             for server in self.store.servers.idle(pool.environment_name)[: idle - pool.size]:
                 try:
@@ -69,6 +63,24 @@ class PoolService:
                 except ConditionFailed:
                     continue  # claimed meanwhile: it is no longer idle, which is what we wanted
         return self.store.environments.get_pool(pool.environment_name, consistent=True) or pool
+
+    def _fill(self, pool: Pool, missing: int, max_batches: int | None) -> None:
+        """Start ``missing`` idle servers in platform batches, as far as the quotas allow."""
+        staging = self.stagings.launchable(pool.environment_name)
+        cap = self.settings.max_servers_per_environment
+        if cap:
+            missing = min(missing, cap - pool.live)
+        batch, batches = self.servers.spawner.max_batch, 0
+        while missing > 0 and (max_batches is None or batches < max_batches):
+            count = min(batch, missing)
+            try:
+                self.servers.launch(staging, count, claimed=False)
+            except QuotaExceeded:
+                if count == 1:
+                    raise
+                batch = 1  # a whole batch would pass a limit: go one by one, as far as it allows
+                continue
+            missing, batches = missing - count, batches + 1
 
     def tick(self) -> dict[str, int]:
         """The scheduled run: reconcile what fell due, then bring every pool to its size."""

@@ -15,6 +15,7 @@ from chalicelib.config import Settings
 from chalicelib.errors import BinderError
 from chalicelib.models import LIVE_STATES, Server, ServerState, Staging
 from chalicelib.store import ConditionFailed, Store
+from chalicelib.store.counters import Counted, Quotas
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +32,14 @@ class ServerLifecycle:
         self.spawner = spawner
         self.clock = clock
 
-    def launch(self, staging: Staging, count: int, *, claimed: bool) -> list[Server]:
-        """Start ``count`` servers (at most one platform batch); claimed ones are handed out already."""
+    def launch(self, staging: Staging, count: int, *, claimed: bool, extra: Sequence[Counted] = ()) -> list[Server]:
+        """Start ``count`` servers (at most one platform batch); claimed ones are handed out already.
+
+        Raises QuotaExceeded, before anything starts, if they would pass a limit."""
         now = self.clock()
-        servers = [self._new(staging.environment_name, now, claimed) for _ in range(count)]
-        self.store.servers.create(servers, due_at=now + self.settings.check_interval)
+        servers = [self._new(staging, now, claimed) for _ in range(count)]
+        self.store.servers.create(servers, due_at=now + self.settings.check_interval, quotas=self.quotas,
+                                  extra=extra)
         try:
             results = self.spawner.start(staging.handle, [s.id for s in servers])
         except BinderError as error:
@@ -57,10 +61,17 @@ class ServerLifecycle:
                 started.append(self.store.servers.get(server.environment_name, server.id) or server)
         return started
 
-    def _new(self, environment_name: str, now: int, claimed: bool) -> Server:
+    def _new(self, staging: Staging, now: int, claimed: bool) -> Server:
         stop_at = now + self.settings.server_max_lifetime if claimed else 0
-        return Server(environment_name=environment_name, id=new_server_id(), state=ServerState.starting,
-                      claimed=claimed, created_at=now, claimed_at=now if claimed else 0, stop_at=stop_at)
+        return Server(environment_name=staging.environment_name, id=new_server_id(), state=ServerState.starting,
+                      claimed=claimed, source=staging.source, created_at=now,
+                      claimed_at=now if claimed else 0, stop_at=stop_at)
+
+    @property
+    def quotas(self) -> Quotas:
+        s = self.settings
+        return Quotas(servers=s.max_servers, per_environment=s.max_servers_per_environment,
+                      per_repository=s.max_servers_per_repository)
 
     def stop(self, server: Server, reason: str) -> Server:
         """Ask the platform to stop a live server; the stop event (or the schedule) ends it."""

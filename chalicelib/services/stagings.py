@@ -40,7 +40,8 @@ class StagingService:
         services = [s.model_dump() for s in body.services]
         name = body.environment_name or environment_name_for(image.image_name, limits.cpu, limits.memory, services)
         staging = Staging(environment_name=name, image_name=image.image_name, image=image.image, cpu=limits.cpu,
-                          memory=limits.memory, services=services, created_at=self.clock())
+                          memory=limits.memory, services=services, created_at=self.clock(),
+                          source=image.repository or f"image:{image.image_name}")
         if not self.store.environments.create_staging(staging):
             existing = self.get(name)
             same = (existing.image_name, existing.cpu, existing.memory, existing.services) == (

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from chalicelib.models import BUILD_TRANSITIONS, Build, BuildStatus
-from chalicelib.store.dynamo import ConditionFailed, Dynamo, assignments, values
+from chalicelib.store.counters import Counted, quota_error, quota_update
+from chalicelib.store.dynamo import ConditionFailed, Dynamo, assignments, serialize, values
 
 DUE_BUILD = "DUE#BUILD"
 
@@ -41,12 +42,18 @@ class BuildStore:
         item = self.db.get(*_key(image_name))
         return _from_item(item) if item else None
 
-    def create(self, build: Build, *, poll_at: int | None) -> bool:
-        """Save a new build; False if one with this image name exists already."""
+    def create(self, build: Build, *, poll_at: int | None, max_running: int = 0) -> bool:
+        """Save a new build; False if one with this image name exists already.
+
+        QuotaExceeded if its repository already has ``max_running`` builds running."""
+        put = {"Put": {"TableName": self.db.table_name, "Item": serialize(_to_item(build, poll_at)),
+                       "ConditionExpression": "attribute_not_exists(pk)"}}
         try:
-            self.db.put(_to_item(build, poll_at), condition="attribute_not_exists(pk)")
-        except ConditionFailed:
-            return False
+            self._write(put, self._running(build, 1, max_running))
+        except ConditionFailed as failure:
+            if failure.failed == (0,) or not failure.failed:
+                return False
+            raise
         return True
 
     def register_image(self, build: Build) -> None:
@@ -56,7 +63,8 @@ class BuildStore:
         except ConditionFailed:
             raise ConditionFailed("a repository build has this image name") from None
 
-    def transition(self, build: Build, to: BuildStatus, *, poll_at: int | None = None, **fields: Any) -> Build:
+    def transition(self, build: Build, to: BuildStatus, *, poll_at: int | None = None, max_running: int = 0,
+                   **fields: Any) -> Build:
         """Move a build from its current status to ``to``; raises ConditionFailed if it moved meanwhile."""
         if to is not build.status and to not in BUILD_TRANSITIONS[build.status]:
             raise ConditionFailed(f"build {build.status.value} -> {to.value}")
@@ -70,9 +78,31 @@ class BuildStore:
             expression = f"SET {sets}"
         else:
             expression = f"SET {sets} REMOVE kind_pk, kind_sk"
-        item = self.db.update(*_key(build.image_name), expression, condition="#expected = :expected",
-                              names=names, vals=vals)
-        return _from_item(item)
+        update = {"Update": self.db.update_args(*_key(build.image_name), expression,
+                                                condition="#expected = :expected", names=names, vals=vals)}
+        running = int(to is BuildStatus.pending) - int(build.status is BuildStatus.pending)
+        self._write(update, self._running(build, running, max_running))
+        return build.model_copy(update={"status": to, **{k: v for k, v in updates.items() if k != "status"}})
+
+    def _running(self, build: Build, delta: int, cap: int) -> list[Counted]:
+        """The repository's count of running builds, when this write changes it."""
+        if not delta or not build.repository:
+            return []
+        return [quota_update(self.db, f"REPO#{build.repository}", "builds", delta, cap,
+                             f"{build.repository} already has {cap} builds running; try again when they finish.")]
+
+    def _write(self, action: dict[str, Any], counted: list[Counted]) -> None:
+        if not counted:
+            call = "put_item" if "Put" in action else "update_item"
+            self.db.call(call, **next(iter(action.values())))
+            return
+        try:
+            self.db.transact([action, *(c.action for c in counted)])
+        except ConditionFailed as failure:
+            refused = quota_error(counted, failure.failed, offset=1)
+            if refused:
+                raise refused from None
+            raise
 
     def latest_for(self, repository: str) -> Build | None:
         """The newest completed build of a repository, else the newest of any status."""

@@ -20,6 +20,8 @@ Global secondary indexes (all sparse, projecting everything):
 
 from __future__ import annotations
 
+import random
+import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
@@ -32,6 +34,7 @@ THROTTLING = frozenset({
     "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
     "InternalServerError", "ServiceUnavailable", "TransactionInProgressException",
 })
+TRANSACTION_ATTEMPTS = 4
 INDEXES = {
     "by-repository": ("repository", "created_at"),
     "available": ("avail_env", "created_at"),
@@ -41,7 +44,17 @@ INDEXES = {
 
 
 class ConditionFailed(Exception):
-    """A conditional write lost: the item was not in the expected state."""
+    """A conditional write lost: the item was not in the expected state.
+
+    For a transaction, ``failed`` holds the positions of the actions whose condition failed."""
+
+    def __init__(self, operation: str, failed: tuple[int, ...] = ()) -> None:
+        super().__init__(operation)
+        self.failed = failed
+
+
+class _Collided(Exception):
+    """A transaction met another on the same item (TransactionConflict): worth another try."""
 
 
 def _to_attr(value: Any) -> dict[str, Any]:
@@ -110,6 +123,17 @@ class Dynamo:
         return self._client
 
     def call(self, operation: str, **kwargs: Any) -> Any:
+        """One DynamoDB call. Transactions that collide with another are retried a few times."""
+        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+            try:
+                return self._call_once(operation, kwargs)
+            except _Collided:
+                if attempt == TRANSACTION_ATTEMPTS:
+                    break
+                time.sleep(random.uniform(0.01, 0.05) * attempt)  # noqa: S311 (jitter, not a secret)
+        raise Unavailable("The database is busy; try again in a moment.", headers={"Retry-After": "1"})
+
+    def _call_once(self, operation: str, kwargs: dict[str, Any]) -> Any:
         from botocore.exceptions import ClientError
 
         try:
@@ -120,9 +144,13 @@ class Dynamo:
                 raise ConditionFailed(operation) from None
             if code == "TransactionCanceledException":
                 reasons = [r.get("Code", "") for r in error.response.get("CancellationReasons", [])]
-                if "ConditionalCheckFailed" in reasons and not THROTTLING & set(reasons):
-                    raise ConditionFailed(operation) from None
-            if code in THROTTLING or code == "TransactionCanceledException":
+                failed = tuple(i for i, reason in enumerate(reasons) if reason == "ConditionalCheckFailed")
+                if failed and not THROTTLING & set(reasons):
+                    raise ConditionFailed(operation, failed) from None
+                if "TransactionConflict" in reasons:
+                    raise _Collided from None
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code in THROTTLING or code == "TransactionCanceledException" or status >= 500:
                 raise Unavailable("The database is busy; try again in a moment.",
                                   headers={"Retry-After": "1"}) from None
             raise

@@ -7,14 +7,18 @@ transaction. So the counters are exact and no server is ever handed out twice.
 
 from __future__ import annotations
 
+import random
 from typing import Any, Iterator, Sequence
 
 from chalicelib.models import LIVE_STATES, SERVER_TRANSITIONS, Server, ServerState
+from chalicelib.store.counters import Counted, Quotas, quota_error, server_counts
 from chalicelib.store.dynamo import ConditionFailed, Dynamo, assignments, serialize, values
 from chalicelib.store.environments import env_pk
 
 DUE_SERVER = "DUE#SERVER"
-CLAIM_CANDIDATES = 3
+CLAIM_CANDIDATES = 10
+CLAIM_ROUNDS = 5
+NO_QUOTAS = Quotas()
 
 
 def due_key(epoch: int) -> str:
@@ -67,23 +71,25 @@ class ServerStore:
                                   index="by-kind"):
             yield _from_item(item)
 
-    def create(self, servers: Sequence[Server], *, due_at: int) -> None:
-        """Save new servers and count them in their pool, all or nothing."""
+    def create(self, servers: Sequence[Server], *, due_at: int, quotas: Quotas = NO_QUOTAS,
+               extra: Sequence[Counted] = ()) -> None:
+        """Save new servers and count them, all or nothing; QuotaExceeded if a limit stops them."""
         actions: list[dict[str, Any]] = []
-        deltas: dict[str, int] = {}
+        buckets: dict[str, int] = {}
         for server in servers:
             pk, sk = _key(server)
             item = {"pk": pk, "sk": sk, **server.model_dump(mode="json"), **_index_attributes(server, due_at, None)}
             actions.append({"Put": {"TableName": self.db.table_name, "Item": serialize(item),
                                     "ConditionExpression": "attribute_not_exists(pk)"}})
             if server.counter:
-                deltas[server.counter] = deltas.get(server.counter, 0) + 1
-        if deltas:
-            actions.append(self._count(servers[0].environment_name, deltas))
-        self.db.transact(actions)
+                buckets[server.counter] = buckets.get(server.counter, 0) + 1
+        first = servers[0]
+        counted = [*extra, *server_counts(self.db, first.environment_name, first.source, buckets,
+                                          len(servers), quotas)]
+        self._transact(actions, counted)
 
     def transition(self, server: Server, to: ServerState, *, due_at: int | None = None,
-                   expires_at: int | None = None, **fields: Any) -> Server:
+                   expires_at: int | None = None, extra: Sequence[Counted] = (), **fields: Any) -> Server:
         """Move ``server`` to state ``to`` if nobody moved it first (else ConditionFailed)."""
         if to is not server.state and to not in SERVER_TRANSITIONS[server.state]:
             raise ConditionFailed(f"server {server.state.value} -> {to.value}")
@@ -100,25 +106,45 @@ class ServerStore:
             names=names | {"#was": "state", "#claimed_was": "claimed"},
             vals=vals | values(was=server.state.value, claimed_was=server.claimed),
         )
-        deltas = self._deltas(server, after)
-        if deltas:
-            self.db.transact([{"Update": update}, self._count(server.environment_name, deltas)])
-        else:
-            self.db.call("update_item", **update)
+        buckets = self._buckets(server, after)
+        live = int(after.state in LIVE_STATES) - int(server.state in LIVE_STATES)
+        counted = [*extra, *server_counts(self.db, server.environment_name, server.source, buckets, live,
+                                          NO_QUOTAS)] if buckets or live or extra else []
+        self._transact([{"Update": update}], counted)
         return after
 
-    def claim(self, environment_name: str, *, now: int, stop_at: int) -> Server | None:
-        """Hand out one available server: one query, then one conditional transaction per try."""
-        candidates = self.db.query("avail_env = :env", values(env=environment_name), index="available",
-                                   limit=CLAIM_CANDIDATES)
-        for item in candidates:
-            server = _from_item(item)
-            try:
-                return self.transition(server, ServerState.running, due_at=stop_at, claimed=True,
-                                       claimed_at=now, stop_at=stop_at)
-            except ConditionFailed:
-                continue  # somebody else claimed it (the index lags the table): try the next one
+    def claim(self, environment_name: str, *, now: int, stop_at: int,
+              extra: Sequence[Counted] = ()) -> Server | None:
+        """Hand out one available server: a query, then one conditional transaction per try.
+
+        Concurrent claimers see the same first items of the index, so each tries a few of them
+        in random order; only when every candidate of a round was taken does it ask again."""
+        for _ in range(CLAIM_ROUNDS):
+            candidates = [_from_item(item) for item in self.db.query(
+                "avail_env = :env", values(env=environment_name), index="available", limit=CLAIM_CANDIDATES)]
+            random.shuffle(candidates)
+            for server in candidates:
+                try:
+                    return self.transition(server, ServerState.running, due_at=stop_at, claimed=True,
+                                           claimed_at=now, stop_at=stop_at, extra=extra)
+                except ConditionFailed:
+                    continue  # somebody else claimed it (or the index lagged the table): try the next one
+            if len(candidates) < CLAIM_CANDIDATES:
+                return None  # the pool had no more than these, and all are gone
         return None
+
+    def _transact(self, actions: list[dict[str, Any]], counted: Sequence[Counted]) -> None:
+        """Write ``actions`` with the counter updates; a refused counter becomes QuotaExceeded."""
+        if not counted and len(actions) == 1 and "Update" in actions[0]:
+            self.db.call("update_item", **actions[0]["Update"])
+            return
+        try:
+            self.db.transact([*actions, *(c.action for c in counted)])
+        except ConditionFailed as failure:
+            refused = quota_error(list(counted), failure.failed, offset=len(actions))
+            if refused:
+                raise refused from None
+            raise
 
     def idle(self, environment_name: str) -> list[Server]:
         """Unclaimed servers of a pool, the ones still starting first (they cost least to lose)."""
@@ -126,14 +152,8 @@ class ServerStore:
                    if not s.claimed and s.state in (ServerState.starting, ServerState.available)]
         return sorted(servers, key=lambda s: (s.state is ServerState.available, -s.created_at))
 
-    def _count(self, environment_name: str, deltas: dict[str, int]) -> dict[str, Any]:
-        clause = ", ".join(f"#{k} :{k}" for k in deltas)
-        return {"Update": self.db.update_args(
-            env_pk(environment_name), "POOL", f"ADD {clause}", condition="attribute_exists(pk)",
-            names={f"#{k}": k for k in deltas}, vals=values(**deltas))}
-
     @staticmethod
-    def _deltas(before: Server, after: Server) -> dict[str, int]:
+    def _buckets(before: Server, after: Server) -> dict[str, int]:
         if before.counter == after.counter:
             return {}
         deltas = {}

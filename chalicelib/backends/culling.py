@@ -1,0 +1,86 @@
+"""Culling: a server that was used stops itself once idle; a pooled server waiting to be claimed does not.
+
+jupyter_server has the rule we want, ``ServerApp.shutdown_no_activity_timeout``: no kernels and no
+activity for N seconds, and the server stops. Applied inside the server, it needs no Lambda that
+reaches into the VPC: the process exits, the task stops, and the ECS STOPPED event marks the server
+stopped (locally, ``describe`` sees the exit). But jupyter counts from the server's start when
+nothing has happened, so a pooled server nobody has claimed would stop itself after N seconds and
+the pool would start another, over and over.
+
+``SERVE`` runs jupyter_server with that rule armed only once the server has been used: once a
+request has recorded activity in the web app's settings. jupyter records ``api_last_activity`` for
+every *authenticated* API request (a browser opening the location makes many at once); terminals
+record ``terminal_last_activity`` and jupyter-server-proxy records ``api_last_activity`` the same
+way. Requests without the token do not count, and neither do readiness checks: jupyter marks
+``GET api/status`` ``_track_activity = False``. Once armed, jupyter's own check decides, counting
+from the last activity: any kernel keeps the server up.
+
+So idle kernels must go too, or a kernel left behind would keep its server until the maximum
+lifetime: jupyter's kernel culler shuts down a kernel that has sent nothing for
+``kernel_idle_timeout`` seconds, connected or not (a tab left open in the background), but never a
+busy one (a long computation). Culling a kernel is activity, so a server whose user walked away
+from a running kernel stops after about ``kernel_idle_timeout + idle_timeout``. Idle terminals are
+culled the same way.
+
+A server handed out but never opened is never armed: the maximum lifetime ends it.
+
+``SERVE`` runs inside the user's image (``python3 -c``): the standard library and the image's own
+jupyter_server (1.x or 2.x) only. Where it cannot subclass ``ServerApp`` it execs plain
+``jupyter server`` with the no-activity shutdown off (kernels are still culled): a server that
+never stops itself beats a pool that never stops starting servers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chalicelib.config import Settings
+
+SHUTDOWN_OPTION = "--ServerApp.shutdown_no_activity_timeout="
+
+# argv[1:] are `jupyter server` arguments. jupyter checks for no activity every 60 s whatever the
+# timeout; this checks every timeout/2 (1 to 60 s), so short timeouts are honoured closely.
+SERVE = f"""\
+import os, sys
+try:
+    from jupyter_server.serverapp import ServerApp
+    from tornado.ioloop import PeriodicCallback
+    ServerApp.init_shutdown_no_activity, ServerApp.shutdown_no_activity
+except (ImportError, AttributeError):
+    args = [a for a in sys.argv[1:] if not a.startswith("{SHUTDOWN_OPTION}")]
+    os.execvp("jupyter", ["jupyter", "server"] + args + ["{SHUTDOWN_OPTION}0"])
+
+
+class BinderlessServerApp(ServerApp):
+    def init_shutdown_no_activity(self):
+        timeout = self.shutdown_no_activity_timeout
+        if timeout > 0:
+            self.log.info("Once used, will shut down after %d seconds with no kernels and no activity.", timeout)
+            PeriodicCallback(self.shutdown_if_used_and_idle, 1000 * max(1, min(60, timeout // 2))).start()
+
+    def shutdown_if_used_and_idle(self):
+        if any(key.endswith("_last_activity") for key in self.web_app.settings):
+            self.shutdown_no_activity()
+
+
+BinderlessServerApp.launch_instance(sys.argv[1:])
+"""
+
+
+def check_interval(timeout: int) -> int:
+    """Seconds between checks for a timeout of ``timeout`` seconds: late by at most half of it, or a minute."""
+    return max(1, min(60, timeout // 2))
+
+
+def culling_arguments(settings: Settings) -> list[str]:
+    """``jupyter server`` options for the idle rules of ``settings`` (for ``SERVE``; 0 turns a rule off).
+
+    Always given, 0 included: the operator's settings win over whatever config files the image has."""
+    kernels, every = settings.kernel_idle_timeout, check_interval(settings.kernel_idle_timeout)
+    arguments = [f"{SHUTDOWN_OPTION}{settings.idle_timeout}", f"--MappingKernelManager.cull_idle_timeout={kernels}",
+                 f"--TerminalManager.cull_inactive_timeout={kernels}"]
+    if kernels:
+        arguments += [f"--MappingKernelManager.cull_interval={every}", "--MappingKernelManager.cull_connected=True",
+                      f"--TerminalManager.cull_interval={every}"]
+    return arguments

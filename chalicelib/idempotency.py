@@ -1,0 +1,71 @@
+"""Safe retries: a POST sent again with the same ``Idempotency-Key`` gets the first answer back.
+
+Built on powertools' idempotency utility, storing its records in the app's own table
+(``pk = IDEMPOTENCY``, ``sk = <scope>#<hash of the key>``, expiring through the table's TTL on
+``expires_at``). A request that fails leaves no record, so its retry runs again; a retry that
+arrives while the first is still running is told so (409) rather than launching twice.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Callable
+
+from chalicelib.errors import BadRequest, Conflict, Invalid
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    from chalicelib.store.dynamo import Dynamo
+
+KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, as the IETF draft's keys are
+Reply = tuple[int, Any]
+
+
+class Idempotency:
+    def __init__(self, dynamo: Dynamo, ttl: int) -> None:
+        self.dynamo = dynamo
+        self.ttl = ttl
+        self._layer: DynamoDBPersistenceLayer | None = None
+
+    @property
+    def layer(self) -> DynamoDBPersistenceLayer:
+        if self._layer is None:  # built on first use: importing powertools' idempotency costs a cold start
+            from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+            self._layer = DynamoDBPersistenceLayer(
+                table_name=self.dynamo.table_name, key_attr="pk", sort_key_attr="sk", static_pk_value="IDEMPOTENCY",
+                expiry_attr="expires_at", boto3_client=self.dynamo.client)
+        return self._layer
+
+    def run(self, key: str | None, scope: str, payload: Any, action: Callable[[], Reply],
+            lambda_context: Any = None) -> Reply:
+        """``action()``'s (status, body), or the stored answer of an earlier request with ``key``."""
+        if key is None:
+            return action()
+        if not KEY_PATTERN.fullmatch(key):
+            raise BadRequest("Idempotency-Key must be 1 to 255 printable ASCII characters, e.g. a UUID.")
+        from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+        from aws_lambda_powertools.utilities.idempotency.exceptions import (
+            IdempotencyAlreadyInProgressError,
+            IdempotencyValidationError,
+        )
+
+        config = IdempotencyConfig(event_key_jmespath="[key, scope]", payload_validation_jmespath="payload",
+                                   expires_after_seconds=self.ttl)
+        if lambda_context is not None and hasattr(lambda_context, "get_remaining_time_in_millis"):
+            config.register_lambda_context(lambda_context)  # an in-progress record then outlives no Lambda
+
+        @idempotent_function(data_keyword_argument="request", persistence_store=self.layer, config=config)  # type: ignore[untyped-decorator]
+        def once(request: dict[str, Any]) -> dict[str, Any]:
+            status, body = action()
+            return {"status": status, "body": body}
+
+        try:
+            answer = once(request={"key": key, "scope": scope, "payload": payload})
+        except IdempotencyAlreadyInProgressError:
+            raise Conflict("A request with this Idempotency-Key is still in progress; retry in a moment.",
+                           headers={"Retry-After": "1"}) from None
+        except IdempotencyValidationError:
+            raise Invalid("This Idempotency-Key was already used for a different request; use a new key.") from None
+        return int(answer["status"]), answer["body"]

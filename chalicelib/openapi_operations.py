@@ -1,0 +1,183 @@
+"""What each route does, answers and fails with: the hand-written half of the OpenAPI document.
+
+Keyed by (method, path) as in Chalice's route table. Auth (401/403 and the security
+requirement) is added from the endpoint's name and the deployment's settings, not written here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from chalicelib.models import BuildCreate, ImageRegister, PoolSize, StagingCreate
+from chalicelib.replies import (
+    BuildSummary,
+    Health,
+    OpenApiDocument,
+    PoolMap,
+    PoolReply,
+    RegisteredImage,
+    RepositoryBuild,
+    ServerList,
+    ServerReply,
+    StagingCreated,
+    StagingReply,
+    StatusReply,
+    Versions,
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    description: str
+    models: tuple[type[BaseModel], ...]
+
+
+def answer(description: str, *models: type[BaseModel]) -> Answer:
+    return Answer(description, models)
+
+
+@dataclass(frozen=True)
+class Operation:
+    operation_id: str
+    summary: str
+    replies: Mapping[int, Answer]
+    errors: Mapping[int, str]
+    body: type[BaseModel] | None = None
+    example: Any = None
+    description: str = ""
+    query: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # name -> (description, example)
+    headers: tuple[dict[str, Any], ...] = ()  # header parameters, as OpenAPI writes them
+
+
+REPOSITORY = "https://github.com/binder-examples/requirements"
+IMAGE = "github-com-binder-examples-requirements-1a2b3c-0123456789ab"
+ENVIRONMENT = f"{IMAGE}-5f0e2a9c"
+PATH_PARAMETERS = {
+    "image_name": ("An image-name, as POST /builds/repos or POST /builds/images named it.", IMAGE),
+    "environment_name": ("An environment-name, as POST /stagings named it.", ENVIRONMENT),
+    "server_id": ("A server's id, as POST /deployments/{environment_name} gave it.", "9f3c" + "0" * 28),
+}
+
+BODY = {400: "No body, a body that is not a JSON object, or malformed JSON.",
+        422: "Unknown fields, or values of the wrong type or out of range."}
+BUSY = {503: "Transient trouble (the database or AWS is throttling): retry after Retry-After seconds."}
+BACKEND = {502: "An AWS (or local) backend call failed in a way the client cannot fix."}
+NO_ENVIRONMENT = {404: "No such environment."}
+GONE = {410: "The server has stopped or failed (the record stays a day): launch a new one."}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "Makes a retry safe: a request sent again with the same key gets the first answer back "
+                   "instead of doing the work twice (keys are remembered for an hour by default).",
+    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"}, "example": "8e0f4a5c-5d1e-4b7e-9a43-0c6f1f5d2b7a"}
+IN_PROGRESS = "a request with this Idempotency-Key is still in progress (retry after Retry-After seconds)"
+
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("POST", "/builds/repos"): Operation(
+        "createBuild", "Build a repository at a ref (once: the same commit is the same image)",
+        {200: answer("Built already (completed), or failed at once (failed: GET .../status says why).",
+                     BuildSummary),
+         202: answer("Building: poll GET /builds/repos/{image_name}/status.", BuildSummary)},
+        {**BODY, 400: "A malformed body or Idempotency-Key, or a repository URL that is not acceptable or cannot "
+                      "be reached.",
+         404: "The ref is not in the repository.", 409: f"Conflict: {IN_PROGRESS}.",
+         422: "Unknown fields, values of the wrong type or out of range, or an Idempotency-Key already used for a "
+              "different request.",
+         429: "Too many builds of this repository are running: retry after Retry-After seconds.", **BACKEND,
+         503: "The git host or AWS is unavailable or throttling: retry after Retry-After seconds."},
+        body=BuildCreate, example={"repository": REPOSITORY}, headers=(IDEMPOTENCY_KEY,)),
+    ("GET", "/builds/repos"): Operation(
+        "findBuild", "The newest completed build of a repository, else its newest build",
+        {200: answer("The build.", BuildSummary)},
+        {400: "No repository given, or not an acceptable URL.", 404: "The repository has not been built.", **BUSY},
+        query={"repository": ("The repository URL (quotes around it are ignored).", REPOSITORY)}),
+    ("GET", "/builds/repos/{image_name}"): Operation(
+        "getBuild", "A build, or an operator-registered image",
+        {200: answer("The build, or the registered image.", RepositoryBuild, RegisteredImage)},
+        {404: "No such image.", **BUSY}),
+    ("GET", "/builds/repos/{image_name}/status"): Operation(
+        "getBuildStatus", "A build's status",
+        {200: answer("pending, completed or failed (with a reason).", StatusReply)},
+        {404: "No such image.", **BUSY}),
+    ("POST", "/builds/images"): Operation(
+        "registerImage", "Register an operator-approved prebuilt image under an image-name",
+        {201: answer("Registered: stage it like a completed build.", RegisteredImage)},
+        {**BODY, 409: "The image-name is taken by a repository build.", **BUSY},
+        body=ImageRegister, example={"image-name": "scipy-notebook", "image": "quay.io/jupyter/scipy-notebook:latest"}),
+    ("POST", "/stagings"): Operation(
+        "createStaging", "Stage an image with limits and services as a launchable environment",
+        {200: answer("The same staging exists already.", StagingCreated),
+         201: answer("Staged.", StagingCreated)},
+        {**BODY, 400: "A malformed body, or services the catalog does not offer.", 404: "No such image.",
+         409: "The image is still building or its build failed, or the environment-name is taken by another "
+              "staging.", 422: "Unknown fields, or limits or values that are not acceptable.", **BACKEND, **BUSY},
+        body=StagingCreate, example={"image-name": IMAGE, "limits": {"cpu": "0.5", "memory": "1G"}},
+        description="Limits: `cpu` as vCPU or CPU units, `memory` as `1G`, `512M` or MiB; they must make a valid "
+                    "Fargate pair within the operator's caps. Staging the same thing twice names the same "
+                    "environment."),
+    ("GET", "/stagings/{environment_name}"): Operation(
+        "getStaging", "A staged environment",
+        {200: answer("The staging.", StagingReply)}, {**NO_ENVIRONMENT, **BUSY}),
+    ("GET", "/stagings/{environment_name}/status"): Operation(
+        "getStagingStatus", "A staged environment's status",
+        {200: answer("pending, completed or failed (with a reason).", StatusReply)}, {**NO_ENVIRONMENT, **BUSY}),
+    ("POST", "/deployments/{environment_name}"): Operation(
+        "createDeployment", "Launch a server: from the pool at once, or cold",
+        {201: answer("A ready server from the pool: open its location.", ServerReply),
+         202: answer("Starting cold: poll GET /deployments/{environment_name}/{server_id} for its location.",
+                     ServerReply)},
+        {400: "A malformed Idempotency-Key.", **NO_ENVIRONMENT,
+         409: f"The environment is not ready (still staging, or staging failed), or {IN_PROGRESS}.",
+         429: "A quota (live servers in this deployment, environment or repository) or, without a token, the "
+              "launch rate limit: retry after Retry-After seconds.", **BACKEND,
+         503: "No server could be started right now, or AWS is throttling: retry after Retry-After seconds."},
+        description="No request body.", headers=(IDEMPOTENCY_KEY,)),
+    ("GET", "/deployments/{environment_name}"): Operation(
+        "listDeployments", "The environment's live servers, without their tokens",
+        {200: answer("The servers, oldest first.", ServerList)}, {**NO_ENVIRONMENT, **BUSY}),
+    ("GET", "/deployments/{environment_name}/{server_id}"): Operation(
+        "getDeployment", "A server: its status, and its location once it answers",
+        {200: answer("The server.", ServerReply)},
+        {404: "No such server (it may have ended long ago).", **GONE, **BUSY},
+        description="The id is the secret: anyone who has it may follow the server."),
+    ("DELETE", "/deployments/{environment_name}/{server_id}"): Operation(
+        "deleteDeployment", "Stop a server",
+        {200: answer("It had ended already (stopping it again changes nothing), or it ended at once.",
+                     ServerReply),
+         202: answer("Stopping.", ServerReply)},
+        {404: "No such server (it may have ended long ago).", **BACKEND, **BUSY}),
+    ("GET", "/pools"): Operation(
+        "listPools", "Every pool that keeps or still has servers",
+        {200: answer("The pools, keyed by environment-name.", PoolMap)}, {**BUSY}),
+    ("GET", "/pools/{environment_name}"): Operation(
+        "getPool", "An environment's pool: its size and counters",
+        {200: answer("The pool.", PoolReply)}, {**NO_ENVIRONMENT, **BUSY}),
+    ("POST", "/pools/{environment_name}"): Operation(
+        "createPool", "Keep `size` idle, ready servers for an environment",
+        {200: answer("The pool; the first batch of missing servers is starting.", PoolReply)},
+        {**BODY, **NO_ENVIRONMENT, 409: "The environment is not ready (size > 0 needs a completed staging).",
+         422: "Unknown fields, or a size that is negative or over the deployment's maximum.",
+         429: "A quota of live servers stops even one more: retry after Retry-After seconds.", **BACKEND, **BUSY},
+        body=PoolSize, example={"size": 2}, description="`minPool` (the v1 name) is accepted for `size`."),
+    ("PUT", "/pools/{environment_name}"): Operation(
+        "resizePool", "Resize an environment's pool (same as POST)",
+        {200: answer("The pool; missing servers are starting, surplus idle ones stopping.", PoolReply)},
+        {**BODY, **NO_ENVIRONMENT, 409: "The environment is not ready (size > 0 needs a completed staging).",
+         422: "Unknown fields, or a size that is negative or over the deployment's maximum.",
+         429: "A quota of live servers stops even one more: retry after Retry-After seconds.", **BACKEND, **BUSY},
+        body=PoolSize, example={"size": 2}, description="`minPool` (the v1 name) is accepted for `size`."),
+    ("DELETE", "/pools/{environment_name}"): Operation(
+        "deletePool", "Drain a pool: size 0, idle servers stopped; handed-out servers run on",
+        {200: answer("The pool.", PoolReply)}, {**NO_ENVIRONMENT, **BACKEND, **BUSY}),
+    ("GET", "/health"): Operation(
+        "health", "Liveness: the API answers and can read its table",
+        {200: answer("Healthy.", Health)}, {503: "The database cannot be reached: retry after Retry-After seconds."}),
+    ("GET", "/versions"): Operation(
+        "versions", "Versions of this deployment and its API",
+        {200: answer("The versions.", Versions)}, {}),
+    ("GET", "/openapi.json"): Operation(
+        "openapi", "This document", {200: answer("The OpenAPI 3.1 document.", OpenApiDocument)}, {}),
+}

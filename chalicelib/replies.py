@@ -1,0 +1,149 @@
+"""Reply models: the JSON shapes the routes answer with, for the OpenAPI document.
+
+The routes build these shapes as dicts (``build_reply``, ``staging_reply``, ``server_reply``,
+``listed_server``, ``pool_reply`` and inline ones); these models describe them exactly, so the
+document can promise what the API does. Keys a reply leaves out when there is nothing to say
+(``reason``, ``location``) are optional here and never null, as on the wire.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic.json_schema import SkipJsonSchema
+
+from chalicelib.models import BuildStatus, ServerState
+
+# An optional key's type: ``str | Absent`` is ``str | None`` in Python and just ``string`` in the schema.
+Absent = SkipJsonSchema[None]
+
+
+def _absent_not_null(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # the key is left out, never sent as null
+
+
+def optional(description: str) -> Any:
+    """A key the reply leaves out when empty: not required, and never null."""
+    return Field(None, description=description, json_schema_extra=_absent_not_null)
+
+
+class Reply(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ErrorReply(Reply):
+    """Every error: a machine-readable code and a sentence saying what to do."""
+
+    error: str = Field(description="The error's code: BadRequest, Unauthorized, Forbidden, NotFound, Conflict, "
+                                   "Gone, Invalid, QuotaExceeded, Unavailable, BackendError, ...")
+    message: str = Field(description="What went wrong and what to do about it.")
+
+
+class BuildSummary(Reply):
+    image_name: str = Field(alias="image-name", description="The image's name: stage it with POST /stagings.")
+    status: BuildStatus
+
+
+class RepositoryBuild(Reply):
+    """A build of a repository at a commit."""
+
+    image_name: str = Field(alias="image-name")
+    status: BuildStatus
+    repository: str = Field(description="The repository URL, normalized.")
+    ref: str = Field(description="The ref as requested.")
+    commit: str = Field(description="The commit the ref resolved to.")
+    dependencies: list[str]
+    reason: str | Absent = optional("Why the build failed.")
+
+
+class RegisteredImage(Reply):
+    """An operator-approved prebuilt image (POST /builds/images)."""
+
+    image_name: str = Field(alias="image-name")
+    status: BuildStatus
+    image: str = Field(description="The container image reference.")
+    reason: str | Absent = optional("Why the image is not usable.")
+
+
+class StatusReply(Reply):
+    status: BuildStatus
+    reason: str | Absent = optional("Why it failed.")
+
+
+class StagingCreated(Reply):
+    environment_name: str = Field(alias="environment-name", description="Launch it with POST /deployments/{name}.")
+
+
+class LimitsReply(Reply):
+    cpu: str = Field(description='vCPU, e.g. "0.5"')
+    memory: str = Field(description='e.g. "1G" or "512M"')
+
+
+class StagedService(Reply):
+    name: str
+    version: str
+    params: dict[str, str]
+
+
+class StagingReply(Reply):
+    environment_name: str = Field(alias="environment-name")
+    image_name: str = Field(alias="image-name")
+    limits: LimitsReply
+    services: list[StagedService]
+    status: BuildStatus
+    reason: str | Absent = optional("Why staging failed.")
+
+
+class ServerReply(Reply):
+    """A server as its owner sees it: ``location`` carries the server's token."""
+
+    id: str = Field(description="The server's id; as secret as its location.")
+    status: ServerState
+    location: str | Absent = optional("The URL to open, token included; present once the server answers.")
+    reason: str | Absent = optional("Why the server stopped or failed.")
+
+
+class ListedServer(Reply):
+    """A server in an operator's list: no token."""
+
+    id: str
+    status: ServerState
+    uri: str = Field(description="This server's path in the API.")
+    location: str | Absent = optional("The server's URL, without its token; present once it answers.")
+
+
+class ServerList(RootModel[list[ListedServer]]):
+    """The environment's live servers, oldest first."""
+
+
+class PoolReply(Reply):
+    running: int = Field(ge=0, description="Servers handed out to users.")
+    available: int = Field(ge=0, description="Idle servers ready to hand out.")
+    starting: int = Field(ge=0, description="Idle servers still starting.")
+    size: int = Field(ge=0, description="How many idle, ready servers to keep.")
+
+
+class PoolMap(RootModel[dict[str, PoolReply]]):
+    """Pools that keep or still have servers, keyed by environment-name."""
+
+
+class Health(Reply):
+    status: Literal["ok"]
+    backend: Literal["aws", "local"]
+
+
+class Versions(Reply):
+    binderless: str
+    api: Literal["v2"]
+    backend: Literal["aws", "local"]
+
+
+class OpenApiDocument(BaseModel):
+    """This document."""
+
+    model_config = ConfigDict(extra="allow")
+
+    openapi: str
+    info: dict[str, Any]
+    paths: dict[str, Any]

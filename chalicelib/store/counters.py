@@ -1,0 +1,102 @@
+"""Counters that move in the same transaction as the thing they count, and the quotas on them.
+
+    ENV#<env>            POOL   available / starting / running (pool buckets), live (all servers)
+    QUOTA#GLOBAL         QUOTA  servers: live servers in this deployment
+    QUOTA#REPO#<repo>    QUOTA  servers, builds: live servers and running builds of a repository
+    RATE#<client>        <window start>   launches: anonymous launches from one address
+
+A limit is a condition on the counter's update, so it holds under any concurrency: the
+transaction that would pass it is cancelled, and ``quota_error`` names the limit it hit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.errors import QuotaExceeded
+from chalicelib.store.dynamo import Dynamo, values
+from chalicelib.store.environments import env_pk
+
+RETRY_AFTER = "60"
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """The operator's limits; 0 means none."""
+
+    servers: int = 0
+    per_environment: int = 0
+    per_repository: int = 0
+    builds_per_repository: int = 0
+
+
+@dataclass(frozen=True)
+class Counted:
+    """One counter update of a transaction, and what to tell the client if its limit stops it."""
+
+    action: dict[str, Any]
+    refusal: str = ""
+    retry_after: str = RETRY_AFTER
+
+
+def pool_update(db: Dynamo, environment_name: str, buckets: dict[str, int], live: int, cap: int) -> Counted:
+    deltas = {**buckets, **({"live": live} if live else {})}
+    clause = ", ".join(f"#{k} :{k}" for k in deltas)
+    condition, vals = "attribute_exists(pk)", values(**deltas)
+    refusal = ""
+    if live > 0 and cap:
+        condition += " AND (attribute_not_exists(#live) OR #live <= :most)"
+        vals |= values(most=cap - live)
+        refusal = f"This environment already runs its limit of {cap} servers; try again in a few minutes."
+    names = {f"#{k}": k for k in deltas} | ({"#live": "live"} if refusal else {})
+    return Counted({"Update": db.update_args(env_pk(environment_name), "POOL", f"ADD {clause}",
+                                             condition=condition, names=names, vals=vals)}, refusal)
+
+
+def quota_update(db: Dynamo, scope: str, counter: str, delta: int, cap: int, refusal: str) -> Counted:
+    """ADD ``delta`` to ``counter`` of QUOTA#<scope>, refused if that would pass ``cap``."""
+    kwargs: dict[str, Any] = {"names": {"#n": counter}, "vals": values(d=delta)}
+    if delta > 0 and cap:
+        kwargs["condition"] = "attribute_not_exists(#n) OR #n <= :most"
+        kwargs["vals"] |= values(most=cap - delta)
+    else:
+        refusal = ""
+    return Counted({"Update": db.update_args(f"QUOTA#{scope}", "QUOTA", "ADD #n :d", **kwargs)}, refusal)
+
+
+def server_counts(db: Dynamo, environment_name: str, source: str, buckets: dict[str, int], live: int,
+                  quotas: Quotas) -> list[Counted]:
+    """The counter updates for servers entering (live > 0) or leaving (live < 0) an environment."""
+    counted = [pool_update(db, environment_name, buckets, live, quotas.per_environment)]
+    if live:
+        counted.append(quota_update(
+            db, "GLOBAL", "servers", live, quotas.servers,
+            f"This service runs its limit of {quotas.servers} servers; try again in a few minutes."))
+        if source:
+            counted.append(quota_update(
+                db, f"REPO#{source}", "servers", live, quotas.per_repository,
+                f"{source} already has its limit of {quotas.per_repository} servers; try again later."))
+    return counted
+
+
+def rate_update(db: Dynamo, client: str, *, now: int, window: int, limit: int) -> Counted:
+    """Count one anonymous launch from ``client``; refused past ``limit`` in the current window."""
+    start = now - now % window
+    return Counted({"Update": db.update_args(
+        f"RATE#{client}", str(start), "ADD launches :one SET expires_at = :expires",
+        condition="attribute_not_exists(launches) OR launches < :limit",
+        vals=values(one=1, expires=start + 2 * window, limit=limit))},
+        f"Too many launches from your address: at most {limit} per {window} seconds. "
+        "Wait a moment, or use an API token.", retry_after=str(start + window - now))
+
+
+def quota_error(counted: list[Counted], failed: tuple[int, ...], offset: int) -> QuotaExceeded | None:
+    """The QuotaExceeded for the first refused counter among the failed actions, if any.
+
+    ``offset`` is the position of ``counted[0]`` in the transaction."""
+    for index in failed:
+        position = index - offset
+        if 0 <= position < len(counted) and counted[position].refusal:
+            return QuotaExceeded(counted[position].refusal, headers={"Retry-After": counted[position].retry_after})
+    return None

@@ -1,0 +1,172 @@
+"""A burst of launches over real HTTP: the API on Chalice's threaded local server, AWS on moto's server.
+
+Used by tests/test_load.py (assertions) and bench/load_bench.py (figures).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from moto.moto_api import state_manager
+from moto.server import ThreadedMotoServer
+
+from chalicelib.backends.base import TaskState
+from chalicelib.models import LIVE_STATES, Server
+from tests.conftest import ADMIN, World, _make_world
+
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class AtomicMotoServer(ThreadedMotoServer):
+    """moto's threaded server, one AWS request at a time.
+
+    moto's backends are not thread-safe (concurrent transactions can both pass a condition and
+    crash with "dictionary changed size"); real DynamoDB makes each request atomic. Serialising
+    requests models that, while the API's requests still interleave between their calls."""
+
+    def _server_entry(self) -> None:
+        from werkzeug.serving import make_server
+
+        from moto.moto_server.threaded_moto_server import MotoRequestHandler
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        app, lock = DomainDispatcherApplication(create_backend_app), threading.Lock()
+
+        def atomic(environ: Any, start_response: Any) -> Any:
+            with lock:
+                return list(app(environ, start_response))
+
+        self._server = make_server(self._ip_address, self._port, atomic, True, request_handler=MotoRequestHandler)
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
+@contextmanager
+def moto_over_http() -> Iterator[str]:
+    """moto's server on a free port, with every boto3 client of this process pointed at it."""
+    port = free_port()
+    server = AtomicMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    os.environ.update({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing"})
+    state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**6})
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        # moto's state is per process, shared by every moto server in it: leave none behind.
+        NO_PROXY.open(urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST"), timeout=30)
+        state_manager.unset_transition("ecs::task")
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        server.stop()
+
+
+@contextmanager
+def api_over_http() -> Iterator[str]:
+    """The app on Chalice's threaded local server (a thread per request, as `chalice local`)."""
+    from chalice.config import Config
+    from chalice.local import ChaliceRequestHandler, LocalDevServer
+
+    from app import app
+
+    class Quiet(ChaliceRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+            """No stderr line per request."""
+
+    port = free_port()
+    server = LocalDevServer(app, Config.create(chalice_app=app), "127.0.0.1", port, handler_cls=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+
+
+def post(url: str, token: str | None = ADMIN) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, data=b"", method="POST")
+    if token:
+        request.add_header("Authorization", f"token {token}")
+    try:
+        with NO_PROXY.open(request, timeout=60) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+@dataclass
+class Burst:
+    statuses: Counter[int] = field(default_factory=Counter)
+    ids: list[str] = field(default_factory=list)
+    locations: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+
+def fill_pool(world: World, environment: str, size: int) -> None:
+    """A pool of ``size`` available servers, as the schedule and the ECS events would leave it."""
+    world.services.pools.resize(environment, size)
+    world.services.pools.tick()
+    starting = [s for s in world.services.store.servers.live(environment) if s.state.value == "starting"]
+    for server in starting:
+        url = f"http://10.0.0.{len(server.id) % 250}:8888/"
+        world.services.servers.apply(server, TaskState(server.handle, "running", url=url))
+
+
+def burst(api: str, environment: str, launches: int, workers: int) -> Burst:
+    result, lock = Burst(), threading.Lock()
+
+    def launch(_: int) -> None:
+        started = time.perf_counter()
+        status, reply = post(f"{api}/deployments/{environment}")
+        elapsed = time.perf_counter() - started
+        with lock:
+            result.statuses[status] += 1
+            result.latencies.append(elapsed)
+            if "id" in reply:
+                result.ids.append(reply["id"])
+            if "location" in reply:
+                result.locations.append(reply["location"])
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(launch, range(launches)))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def counted_vs_items(world: World, environment: str) -> tuple[dict[str, int], dict[str, int]]:
+    """The pool's counters and the same numbers counted from the server items themselves."""
+    pool = world.services.store.environments.get_pool(environment, consistent=True)
+    assert pool is not None
+    servers: list[Server] = list(world.services.store.servers.live(environment))
+    from_items = Counter(s.counter for s in servers if s.counter)
+    live = sum(1 for s in servers if s.state in LIVE_STATES)
+    counters = {"available": pool.available, "starting": pool.starting, "running": pool.running, "live": pool.live}
+    return counters, {**{k: from_items.get(k, 0) for k in ("available", "starting", "running")}, "live": live}
+
+
+def new_world(**settings: Any) -> World:
+    return _make_world(**settings)
