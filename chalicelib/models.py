@@ -140,6 +140,7 @@ class Server(BaseModel):
     state: ServerState
     claimed: bool
     source: str = ""  # the staging's: its repository, or image:<name>
+    launch: str = ""  # the platform call that started it (finds its task if the handle was never saved)
     token: str = Field(default="", repr=False)
     url: str = ""
     handle: dict[str, str] = Field(default_factory=dict)

@@ -40,6 +40,7 @@ TASK_FAMILY_PREFIX = "binderless-"
 UNRESTRICTABLE: dict[str, str] = {
     "ecs:RegisterTaskDefinition": "IAM cannot scope RegisterTaskDefinition to a resource",
     "ec2:DescribeNetworkInterfaces": "EC2 Describe* actions take no resource",
+    "ecs:ListTasks": "ListTasks names only container instances; the ecs:cluster condition scopes it",
 }
 
 Statement = tuple[str, tuple[str, ...], tuple[str, ...], dict[str, Any] | None]
@@ -54,6 +55,7 @@ STATEMENTS: tuple[Statement, ...] = (
     ("WatchAndStopServers", ("ecs:DescribeTasks", "ecs:StopTask"),
      ("arn:${Partition}:ecs:${Region}:${Account}:task/${ClusterName}/*",), None),
     ("StageEnvironments", ("ecs:RegisterTaskDefinition",), ("*",), None),
+    ("FindLostServers", ("ecs:ListTasks",), ("*",), {"ArnEquals": {"ecs:cluster": "${ClusterArn}"}}),
     ("PassServerRoles", ("iam:PassRole",), ("${ExecutionRoleArn}", "${TaskRoleArn}"),
      {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}),
     ("Builds", ("codebuild:BatchGetBuilds", "codebuild:StartBuild"), ("${BuildProjectArn}",), None),

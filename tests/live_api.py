@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalice.app import Chalice
-from chalice.local import ChaliceRequestHandler
+from chalice.config import Config
+from chalice.local import ChaliceRequestHandler, LocalDevServer
 
 from tests.conftest import World, auth, body
 from tests.helpers import REPO, build_event, run_all_starting, task_event, task_of
@@ -39,7 +40,7 @@ class OneAtATime:
 
 
 class QuietHandler(ChaliceRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args: Any) -> None:
         """Not one stderr line per request."""
 
 
@@ -52,9 +53,6 @@ class LiveApi:
 @contextmanager
 def serve(app: Chalice) -> Iterator[LiveApi]:
     """Chalice's local server (what ``chalice local`` runs) on a free port, in a thread."""
-    from chalice.config import Config
-    from chalice.local import LocalDevServer
-
     counted = OneAtATime(app)
     server = LocalDevServer(counted, Config.create(chalice_app=app), "127.0.0.1", 0,  # type: ignore[arg-type]
                             handler_cls=QuietHandler)

@@ -43,10 +43,9 @@ class AtomicMotoServer(ThreadedMotoServer):
     requests models that, while the API's requests still interleave between their calls."""
 
     def _server_entry(self) -> None:
-        from werkzeug.serving import make_server
-
         from moto.moto_server.threaded_moto_server import MotoRequestHandler
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from werkzeug.serving import make_server
 
         app, lock = DomainDispatcherApplication(create_backend_app), threading.Lock()
 

@@ -114,3 +114,35 @@ def test_a_lambda_killed_between_the_item_and_runtask_leaves_nothing_behind(clie
 
     assert pool_of(client, world, environment)["running"] == 0
     assert list(world.services.store.servers.live(environment)) == []
+
+
+def test_a_lambda_killed_after_runtask_leaves_no_task_running_unowned(client: Any, world: World) -> None:
+    environment = staged(client, world)
+    lifecycle = world.services.servers
+
+    class Killed(BaseException):
+        """The function is stopped right after RunTask answered: no handle is ever saved."""
+
+    original = world.services.store.servers.transition
+
+    def die_on_record(server: Any, to: Any, **fields: Any) -> Any:
+        if "handle" in fields:
+            raise Killed()
+        return original(server, to, **fields)
+
+    world.services.store.servers.transition = die_on_record  # type: ignore[method-assign]
+    try:
+        client.http.post(f"/deployments/{environment}", body="")
+    except Killed:
+        pass
+    finally:
+        world.services.store.servers.transition = original  # type: ignore[method-assign]
+    orphan = world.ecs.list_tasks(cluster="binderless", desiredStatus="RUNNING")["taskArns"]
+    assert len(orphan) == 1 and lifecycle is world.services.servers
+
+    world.clock.advance(world.settings.starting_timeout)
+    tick(client)
+
+    assert world.ecs.describe_tasks(cluster="binderless", tasks=orphan)["tasks"][0]["desiredStatus"] == "STOPPED"
+    assert pool_of(client, world, environment)["running"] == 0
+    assert list(world.services.store.servers.live(environment)) == []

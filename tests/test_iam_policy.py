@@ -210,6 +210,8 @@ def iam_requests(service: str, operation: str, params: dict[str, Any], account: 
             tasks = params["tasks"] if operation == "DescribeTasks" else [params["task"]]
             return [(f"ecs:{operation}", _arn("ecs", f"task/{cluster}/", t, account), {"ecs:cluster": cluster_arn})
                     for t in tasks]
+        if operation == "ListTasks":  # resource: container instances only; the cluster is a condition key
+            return [("ecs:ListTasks", "*", {"ecs:cluster": cluster_arn})]
         if operation == "RegisterTaskDefinition":
             roles = [params[k] for k in ("executionRoleArn", "taskRoleArn") if params.get(k)]
             return [("ecs:RegisterTaskDefinition", "*", {})] + [
@@ -306,6 +308,15 @@ def recorded_flow() -> Iterator[tuple[Recorder, dict[str, Any], str]]:
             set_services(None)
 
 
+def _lose_a_launch(world: World, environment: str) -> None:
+    """A function that died between RunTask and saving the task: the item has no handle."""
+
+    staging = world.services.stagings.launchable(environment)
+    lost = world.services.servers._new(staging, world.clock(), True, "lostlaunch0001")
+    world.services.store.servers.create([lost], due_at=world.clock())
+    world.services.servers.spawner.start(staging.handle, [lost.id], lost.launch)
+
+
 def _run_the_whole_flow(client: Any, world: World) -> None:
     services, clock = world.services, world.clock
     plain, _ = services.auth.create_token("ops", ["admin"])
@@ -328,8 +339,9 @@ def _run_the_whole_flow(client: Any, world: World) -> None:
     assert server["location"].startswith("http://") and "?token=" in server["location"]
     stopped = client.http.delete(f"/deployments/{environment}/{server['id']}", headers=auth())
     assert stopped.status_code == 202
+    _lose_a_launch(world, environment)
     clock.advance(world.settings.check_interval + world.settings.starting_timeout + 1)
-    tick(client)  # due servers: DescribeTasks
+    tick(client)  # due servers: DescribeTasks; the lost launch: ListTasks, StopTask
     assert [t.name for t in services.auth.tokens.all()] == ["ops"]
     services.auth.revoke(plain)
     build_event(client, world, polled, "FAILED")

@@ -58,6 +58,11 @@ TASK_STATUS: dict[str, TaskStatus] = {
 ENI_TYPES = ("ElasticNetworkInterface", "eni")
 
 
+def started_by(launch: str) -> str:
+    """RunTask's startedBy (36 characters at most): ours, and which call started the task."""
+    return f"{STARTED_BY}.{launch}"[:36] if launch else STARTED_BY
+
+
 def task_id(task_arn: str) -> str:
     return task_arn.rsplit("/", 1)[-1]
 
@@ -172,7 +177,7 @@ class AwsSpawner:
             self._ec2 = boto3.client("ec2", region_name=self.settings.region)
         return self._ec2
 
-    def start(self, environment: Handle, server_ids: Sequence[str]) -> list[Launched]:
+    def start(self, environment: Handle, server_ids: Sequence[str], launch: str = "") -> list[Launched]:
         if not 0 < len(server_ids) <= self.max_batch:
             raise ValueError(f"start takes 1 to {self.max_batch} server ids, got {len(server_ids)}")
         key = secrets.token_hex(32)
@@ -188,7 +193,7 @@ class AwsSpawner:
                 launchType="FARGATE",
                 count=len(server_ids),
                 networkConfiguration={"awsvpcConfiguration": self._awsvpc()},
-                startedBy=STARTED_BY,
+                startedBy=started_by(launch),
                 overrides={"containerOverrides": [override]},
             )
         tasks, failures = reply.get("tasks", []), reply.get("failures", [])
@@ -210,6 +215,22 @@ class AwsSpawner:
         if self.settings.security_groups:  # none given: the VPC's default security group
             config["securityGroups"] = list(self.settings.security_groups)
         return config
+
+    def stop_launch(self, launch: str, reason: str) -> int:
+        """One ListTasks (a page per 100) for the tasks a RunTask call started, and a stop each."""
+        arns: list[str] = []
+        token = ""
+        with aws_errors("ECS ListTasks"):
+            while True:
+                page = self.ecs.list_tasks(cluster=self.settings.cluster, startedBy=started_by(launch),
+                                           desiredStatus="RUNNING", **({"nextToken": token} if token else {}))
+                arns.extend(page.get("taskArns", []))
+                token = page.get("nextToken", "")
+                if not token:
+                    break
+        for arn in arns:
+            self.stop({"task_arn": arn}, reason)
+        return len(arns)
 
     def stop(self, handle: Handle, reason: str) -> None:
         if not handle.get("task_arn"):
@@ -253,7 +274,7 @@ class AwsSpawner:
         cluster_arn = str(detail.get("clusterArn", ""))
         if not (cluster_arn == cluster or cluster_arn.endswith(f"/{cluster}")):
             return None
-        if detail.get("startedBy") != STARTED_BY or not detail.get("taskArn"):
+        if not str(detail.get("startedBy", "")).startswith(STARTED_BY) or not detail.get("taskArn"):
             return None
         return self._state(detail, {"task_arn": str(detail["taskArn"])}, self._public_ips([detail]))
 

@@ -111,8 +111,14 @@ class TaskState:
 class Spawner(Protocol):
     max_batch: int
 
-    def start(self, environment: Handle, server_ids: Sequence[str]) -> list[Launched]:
-        """Start one server per id (at most ``max_batch``), one result per id, same order."""
+    def start(self, environment: Handle, server_ids: Sequence[str], launch: str = "") -> list[Launched]:
+        """Start one server per id (at most ``max_batch``), one result per id, same order.
+
+        ``launch`` names this call, so that ``stop_launch`` can find what it started even when
+        the caller died before it could record the handles."""
+
+    def stop_launch(self, launch: str, reason: str) -> int:
+        """Stop whatever a ``start`` call named ``launch`` left running; how many were stopped."""
 
     def stop(self, handle: Handle, reason: str) -> None:
         """Ask the platform to stop a server; stopping a stopped server is not an error."""

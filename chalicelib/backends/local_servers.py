@@ -66,6 +66,7 @@ class Process:
     token: str
     url: str
     port: int
+    launch: str = ""
     exited: threading.Event = field(default_factory=threading.Event)
 
     def watch(self) -> None:
@@ -130,12 +131,20 @@ class LocalSpawner:
         self._launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-spawner")
         self._preexec = _parent_death_signal()
 
-    def start(self, environment: Handle, server_ids: Sequence[str]) -> list[Launched]:
+    def start(self, environment: Handle, server_ids: Sequence[str], launch: str = "") -> list[Launched]:
         if not 0 < len(server_ids) <= self.max_batch:
             raise ValueError(f"start takes 1 to {self.max_batch} server ids, got {len(server_ids)}")
-        return [self._start_one(environment, server_id) for server_id in server_ids]
+        return [self._start_one(environment, server_id, launch) for server_id in server_ids]
 
-    def _start_one(self, environment: Handle, server_id: str) -> Launched:
+    def stop_launch(self, launch: str, reason: str) -> int:
+        with self._lock:
+            pids = [pid for pid, process in self._processes.items()
+                    if launch and process.launch == launch and not process.exited.is_set()]
+        for pid in pids:
+            self.stop({"pid": pid}, reason)
+        return len(pids)
+
+    def _start_one(self, environment: Handle, server_id: str, launch: str) -> Launched:
         if not SERVER_ID.fullmatch(server_id):  # it names a directory and a URL path
             return Launched(server_id, failure=f"server id {server_id!r} is not usable locally")
         port, token = self._unused_port(), secrets.token_hex(24)
@@ -159,7 +168,7 @@ class LocalSpawner:
             except OSError as error:
                 return Launched(server_id, failure=f"could not run {command[0]}: {error}")
             url = f"http://{HOST}:{port}{base_url}"
-            process = Process(popen, token, url, port)
+            process = Process(popen, token, url, port, launch)
             process.watch()
             self._processes[str(popen.pid)] = process
         return Launched(server_id, token=token, handle={"pid": str(popen.pid), "port": str(port), "url": url})

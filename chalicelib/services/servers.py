@@ -36,12 +36,12 @@ class ServerLifecycle:
         """Start ``count`` servers (at most one platform batch); claimed ones are handed out already.
 
         Raises QuotaExceeded, before anything starts, if they would pass a limit."""
-        now = self.clock()
-        servers = [self._new(staging, now, claimed) for _ in range(count)]
+        now, launch = self.clock(), secrets.token_hex(8)
+        servers = [self._new(staging, now, claimed, launch) for _ in range(count)]
         self.store.servers.create(servers, due_at=now + self.settings.check_interval, quotas=self.quotas,
                                   extra=extra)
         try:
-            results = self.spawner.start(staging.handle, [s.id for s in servers])
+            results = self.spawner.start(staging.handle, [s.id for s in servers], launch)
         except BinderError as error:
             for server in servers:
                 self._end(server, ServerState.failed, f"could not start: {error.message}")
@@ -61,10 +61,10 @@ class ServerLifecycle:
                 started.append(self.store.servers.get(server.environment_name, server.id) or server)
         return started
 
-    def _new(self, staging: Staging, now: int, claimed: bool) -> Server:
+    def _new(self, staging: Staging, now: int, claimed: bool, launch: str) -> Server:
         stop_at = now + self.settings.server_max_lifetime if claimed else 0
         return Server(environment_name=staging.environment_name, id=new_server_id(), state=ServerState.starting,
-                      claimed=claimed, source=staging.source, created_at=now,
+                      claimed=claimed, source=staging.source, launch=launch, created_at=now,
                       claimed_at=now if claimed else 0, stop_at=stop_at)
 
     @property
@@ -119,9 +119,23 @@ class ServerLifecycle:
                 self._reconcile_one(server, task, now)
             except ConditionFailed:
                 log.info("server %s changed while reconciling; next run will look again", server.id)
-        for server in servers:
-            if not server.handle and server.created_at + self.settings.starting_timeout <= now:
-                self._end(server, ServerState.failed, "the server was never started")
+        self._fail_lost_launches([s for s in servers if not s.handle], now)
+
+    def _fail_lost_launches(self, servers: Sequence[Server], now: int) -> None:
+        """Servers whose task was never recorded (the function died around RunTask): stop whatever
+        that launch started, so no task runs unowned, then end the servers."""
+        lost = [s for s in servers if s.created_at + self.settings.starting_timeout <= now]
+        for launch in sorted({s.launch for s in lost if s.launch}):
+            try:
+                self.spawner.stop_launch(launch, "its server was lost while starting")
+            except BinderError as error:
+                log.warning("could not stop launch %s: %s", launch, error.message)
+                lost = [s for s in lost if s.launch != launch]  # try again at the next run
+        for server in lost:
+            try:
+                self._end(server, ServerState.failed, "the server was lost while starting; launch a new one")
+            except ConditionFailed:
+                continue
 
     def _reconcile_one(self, server: Server, task: TaskState, now: int) -> None:
         server = self.apply(server, task)
