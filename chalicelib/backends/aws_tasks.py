@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         ContainerDefinitionTypeDef,
         ContainerOverrideTypeDef,
         FailureTypeDef,
+        ListTasksRequestTypeDef,
         LogConfigurationTypeDef,
         RegisterTaskDefinitionRequestTypeDef,
     )
@@ -222,8 +223,11 @@ class AwsSpawner:
         token = ""
         with aws_errors("ECS ListTasks"):
             while True:
-                page = self.ecs.list_tasks(cluster=self.settings.cluster, startedBy=started_by(launch),
-                                           desiredStatus="RUNNING", **({"nextToken": token} if token else {}))
+                request: ListTasksRequestTypeDef = {"cluster": self.settings.cluster, "desiredStatus": "RUNNING",
+                                                    "startedBy": started_by(launch)}
+                if token:
+                    request["nextToken"] = token
+                page = self.ecs.list_tasks(**request)
                 arns.extend(page.get("taskArns", []))
                 token = page.get("nextToken", "")
                 if not token:
