@@ -243,3 +243,16 @@ def test_servers_die_with_the_process_that_started_them(tmp_path: Path) -> None:
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     wait_for(lambda: not alive(server), timeout=10)
+
+
+def test_stop_launch_ends_what_one_start_call_started_and_nothing_else(tmp_path: Path, spawner: LocalSpawner) -> None:
+    python = fake_python(tmp_path, "exec sleep 300")
+    lost = spawner.start({"path": str(tmp_path), "python": python}, ["a", "b"], "launch-1")
+    kept, = spawner.start({"path": str(tmp_path), "python": python}, ["c"], "launch-2")
+
+    assert spawner.stop_launch("launch-1", "lost while starting") == 2
+
+    for server in lost:
+        wait_for(lambda server=server: describe(spawner, server.handle).status == "stopped", timeout=10)
+    assert describe(spawner, kept.handle).status != "stopped"
+    assert spawner.stop_launch("launch-1", "again") == 0
