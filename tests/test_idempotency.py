@@ -62,3 +62,13 @@ def test_a_bad_key_is_a_clear_error(client: Any, world: World) -> None:
     environment = staged(client, world)
     reply = launch(client, environment, "x" * 300)
     assert reply.status_code == 400 and "Idempotency-Key" in body(reply)["message"]
+
+
+def test_keys_belong_to_their_caller(client: Any, world: World) -> None:
+    environment = staged(client, world)
+    token, _ = world.services.auth.create_token("other", ["builds"])
+    mine = client.http.post(f"/deployments/{environment}", body="", headers={"Idempotency-Key": "in-a-page"})
+    theirs = client.http.post(f"/deployments/{environment}", body="",
+                              headers={"Idempotency-Key": "in-a-page", "Authorization": f"token {token}"})
+
+    assert body(mine)["id"] != body(theirs)["id"]  # a key in a public page does not share one server

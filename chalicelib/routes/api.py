@@ -10,6 +10,7 @@ from typing import Any, Callable, TypeVar
 from chalice.app import Blueprint, Response
 from pydantic import BaseModel, ValidationError
 
+from chalicelib.auth import hash_token
 from chalicelib.context import get_services
 from chalicelib.errors import BadRequest, BinderError, Invalid, error_body, to_response
 
@@ -94,7 +95,13 @@ def anonymous_client(blueprint: Blueprint) -> str | None:
 
 
 def idempotent(blueprint: Blueprint, scope: str, payload: Any, action: Callable[[], tuple[int, Any]]) -> Response:
-    """Run ``action`` (status, body) once per ``Idempotency-Key``; a retry gets the first answer."""
-    key = blueprint.current_request.headers.get("idempotency-key")
-    status, body = get_services().idempotency.run(key, scope, payload, action, blueprint.lambda_context)
+    """Run ``action`` (status, body) once per ``Idempotency-Key`` and caller; a retry gets the first answer.
+
+    Keys are per caller (its token, else its address): a key written into a public page must not
+    hand every visitor the first visitor's server."""
+    request = blueprint.current_request
+    key = request.headers.get("idempotency-key")
+    caller = anonymous_client(blueprint) or "token:" + hash_token(request.headers.get("authorization", ""))[:32]
+    status, body = get_services().idempotency.run(key, f"{scope}:{caller}", payload, action,
+                                                  blueprint.lambda_context)
     return reply(body, status)
