@@ -48,7 +48,7 @@ def call(method: str, url: str, body: Any = None, token: str | None = None) -> R
         return Reply(status, raw.decode("utf-8", "replace"))
 
 
-def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
+def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "the condition", every: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = check()

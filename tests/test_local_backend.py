@@ -7,9 +7,8 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 import pytest
 
@@ -19,18 +18,8 @@ from chalicelib.backends.base import BuildRequest, BuildState, EnvironmentSpec, 
 from chalicelib.backends.local import LocalBuilder, LocalResolver, LocalSpawner, LocalStager
 from chalicelib.backends.local_common import work_dir
 from chalicelib.config import Settings
+from tests.local_mode import wait_for
 from tests.local_repo import commit, git, make_repository
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 20.0, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s (last value {value!r})")
-        time.sleep(every)
 
 
 def alive(pid: int) -> bool:
