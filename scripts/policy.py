@@ -33,7 +33,7 @@ OUTPUT_SETTINGS: dict[str, str] = {
     "ServerLogGroupName": "BINDERLESS_LOG_GROUP",
 }
 
-# Task definitions are registered as chalicelib.backends.aws_tasks.family_name(): "binderless-<env>".
+# Task definitions are registered as chalicelib.backends.aws_stagings.family_name(): "binderless-<env>".
 TASK_FAMILY_PREFIX = "binderless-"
 
 # Actions that have no resource-level permissions in IAM: "*" is the only resource they take.

@@ -28,7 +28,7 @@ from moto import mock_aws
 from moto.moto_api import state_manager
 
 from chalicelib.backends.aws import AwsBuilder, AwsSpawner, AwsStager
-from chalicelib.backends.aws_tasks import family_name
+from chalicelib.backends.aws_stagings import family_name
 from chalicelib.config import Settings
 from chalicelib.context import set_services
 from chalicelib.services import build_services

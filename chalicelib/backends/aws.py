@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from chalicelib.backends.aws_builds import AwsBuilder
 from chalicelib.backends.aws_common import aws_errors, domain_error
-from chalicelib.backends.aws_tasks import AwsSpawner, AwsStager
+from chalicelib.backends.aws_stagings import AwsStager
+from chalicelib.backends.aws_tasks import AwsSpawner
 
 __all__ = ["AwsBuilder", "AwsSpawner", "AwsStager", "aws_errors", "domain_error"]
