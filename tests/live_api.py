@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import Counter
@@ -21,11 +22,13 @@ from tests.helpers import REPO, build_event, run_all_starting, task_event, task_
 class OneAtATime:
     """The app as Chalice's threaded local server sees it: one request at a time, each answer counted.
 
-    In-process moto is not thread-safe, and the server gives each connection a thread."""
+    In-process moto is not thread-safe, and the server gives each connection a thread. With
+    ``serialise=False`` (moto's own server behind, which is safe) requests run concurrently."""
 
-    def __init__(self, app: Chalice) -> None:
+    def __init__(self, app: Chalice, serialise: bool = True) -> None:
         self._app = app
-        self._lock = threading.Lock()
+        self._lock: Any = threading.Lock() if serialise else contextlib.nullcontext()
+        self._counting = threading.Lock()
         self.answers: Counter[tuple[str, str, int]] = Counter()  # (method, route, status) -> how many
 
     def __getattr__(self, name: str) -> Any:
@@ -35,7 +38,8 @@ class OneAtATime:
         with self._lock:
             response = self._app(event, context)
         route = event["requestContext"]
-        self.answers[(route["httpMethod"], route["resourcePath"], response["statusCode"])] += 1
+        with self._counting:
+            self.answers[(route["httpMethod"], route["resourcePath"], response["statusCode"])] += 1
         return response
 
 
@@ -51,9 +55,9 @@ class LiveApi:
 
 
 @contextmanager
-def serve(app: Chalice) -> Iterator[LiveApi]:
+def serve(app: Chalice, *, serialise: bool = True) -> Iterator[LiveApi]:
     """Chalice's local server (what ``chalice local`` runs) on a free port, in a thread."""
-    counted = OneAtATime(app)
+    counted = OneAtATime(app, serialise)
     server = LocalDevServer(counted, Config.create(chalice_app=app), "127.0.0.1", 0,  # type: ignore[arg-type]
                             handler_cls=QuietHandler)
     thread = threading.Thread(target=server.server.serve_forever, name="live-api", daemon=True)

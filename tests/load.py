@@ -84,24 +84,12 @@ def moto_over_http() -> Iterator[str]:
 
 @contextmanager
 def api_over_http() -> Iterator[str]:
-    """The app on Chalice's threaded local server (a thread per request, as `chalice local`)."""
-    from chalice.config import Config
-    from chalice.local import ChaliceRequestHandler, LocalDevServer
-
+    """The app on Chalice's threaded local server, a thread per request, as `chalice local` runs it."""
     from app import app
+    from tests.live_api import serve
 
-    class Quiet(ChaliceRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
-            """No stderr line per request."""
-
-    port = free_port()
-    server = LocalDevServer(app, Config.create(chalice_app=app), "127.0.0.1", port, handler_cls=Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
+    with serve(app, serialise=False) as api:
+        yield api.url
 
 
 def post(url: str, token: str | None = ADMIN) -> tuple[int, dict[str, Any]]:
