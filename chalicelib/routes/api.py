@@ -85,13 +85,16 @@ def query_param(blueprint: Blueprint, name: str) -> str | None:
 
 def anonymous_client(blueprint: Blueprint) -> str | None:
     """The caller's address when it sent no valid API token (rate limits apply), else None."""
-    request = blueprint.current_request
     try:
-        get_services().auth.scopes_of(request.headers.get("authorization"))
+        get_services().auth.scopes_of(blueprint.current_request.headers.get("authorization"))
         return None
     except BinderError:
-        identity = (request.context or {}).get("identity") or {}
-        return str(identity.get("sourceIp") or "unknown")
+        return source_address(blueprint)
+
+
+def source_address(blueprint: Blueprint) -> str:
+    identity = (blueprint.current_request.context or {}).get("identity") or {}
+    return str(identity.get("sourceIp") or "unknown")
 
 
 def idempotent(blueprint: Blueprint, scope: str, payload: Any, action: Callable[[], tuple[int, Any]]) -> Response:
@@ -101,7 +104,8 @@ def idempotent(blueprint: Blueprint, scope: str, payload: Any, action: Callable[
     hand every visitor the first visitor's server."""
     request = blueprint.current_request
     key = request.headers.get("idempotency-key")
-    caller = anonymous_client(blueprint) or "token:" + hash_token(request.headers.get("authorization", ""))[:32]
+    header = request.headers.get("authorization")  # who, not whether allowed: no token lookup needed
+    caller = "token:" + hash_token(header)[:32] if header else source_address(blueprint)
     status, body = get_services().idempotency.run(key, f"{scope}:{caller}", payload, action,
                                                   blueprint.lambda_context)
     return reply(body, status)
