@@ -18,8 +18,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# make bench [BENCH_ARGS=--quick]: every benchmark, one table (bench/run.py); local mode alone: bench/local_bench.py
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(BIN)/python bench/local_bench.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,6 +1,6 @@
 """Local mode's latencies, as a user meets them: a cold deployment and a pool hit.
 
-    make bench            # or: .venv/bin/python bench/local_bench.py --cold 20 --hits 20 --pool-size 5
+    .venv/bin/python bench/local_bench.py --cold 20 --hits 20 --pool-size 5 [--json]
 
 Starts local mode as `make run` does (its own port and work dir), builds and stages a small git
 repository, then measures:
@@ -12,7 +12,9 @@ repository, then measures:
   also POST -> the location answering 200. Claimed in rounds of ``--pool-size``, the pool refilled
   and the claimed servers deleted between rounds.
 
-Prints a table and writes JSON to bench/results/ (git-ignored).
+Prints a table and writes JSON to bench/results/ (git-ignored); with ``--json`` the last line is
+the summary (everything but the raw samples) as JSON. `make bench` (bench/run.py) runs it with the
+other benchmarks, with fewer cold starts.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ def main() -> None:
     parser.add_argument("--hits", type=int, default=20, help="pool hits to time")
     parser.add_argument("--pool-size", type=int, default=5, help="servers kept ready between rounds of claims")
     parser.add_argument("--tick", type=float, default=2.0, help="BINDERLESS_LOCAL_TICK for local mode (seconds)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="binderless-bench-") as scratch:
         work = Path(scratch)
@@ -131,7 +134,9 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"local-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2))
-    print(f"written to {path}")
+    print(f"written to {path}", flush=True)
+    if args.json:
+        print(json.dumps({key: value for key, value in results.items() if key != "raw"}))
 
 
 if __name__ == "__main__":

@@ -83,6 +83,8 @@ class Settings(BaseModel):
     server_max_lifetime: int = Field(6 * 3600, gt=0, description="seconds a handed-out server may live")
     starting_timeout: int = Field(600, gt=0, description="seconds a server may take to start")
     check_interval: int = Field(120, gt=0, description="seconds between checks of servers whose events may be lost")
+    available_check_interval: int = Field(
+        600, gt=0, description="seconds between checks of pooled, ready servers (a safety net for lost stop events)")
     running_check_interval: int = Field(
         0, ge=0, description="seconds between checks of handed-out servers; 0: only at their maximum lifetime")
     stopped_retention: int = Field(24 * 3600, ge=0, description="seconds a stopped server stays visible")

@@ -36,6 +36,7 @@ LOCAL_DEFAULTS = {
     # Servers are checked on every tick (check interval <= tick): a local process has no events to
     # announce that it started or exited, so the schedule's describe() is how anything is noticed.
     "BINDERLESS_CHECK_INTERVAL": "1",
+    "BINDERLESS_AVAILABLE_CHECK_INTERVAL": "1",  # no events locally: a pooled server that exits is noticed so
     "BINDERLESS_RUNNING_CHECK_INTERVAL": "1",  # so a handed-out server that exits is noticed too
     "BINDERLESS_BUILD_POLL_AFTER": "1",  # likewise for builds: poll() on the next tick
     "AWS_DEFAULT_REGION": "us-east-1",

@@ -140,8 +140,9 @@ class Server(BaseModel):
     state: ServerState
     claimed: bool
     source: str = ""  # the staging's: its repository, or image:<name>
-    launch: str = ""  # the platform call that started it (finds its task if the handle was never saved)
+    launch: str = ""  # the platform call that started it: an event about its task finds it by this
     token: str = Field(default="", repr=False)
+    launch_key: str = Field(default="", repr=False)  # a batch's secret, until the token derived from it is saved
     url: str = ""
     handle: dict[str, str] = Field(default_factory=dict)
     reason: str = ""

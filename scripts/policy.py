@@ -46,7 +46,7 @@ UNRESTRICTABLE: dict[str, str] = {
 Statement = tuple[str, tuple[str, ...], tuple[str, ...], dict[str, Any] | None]
 
 STATEMENTS: tuple[Statement, ...] = (
-    ("Table", ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query",
+    ("Table", ("dynamodb:BatchGetItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query",
                "dynamodb:UpdateItem"), ("${TableArn}",), None),
     ("TableIndexes", ("dynamodb:Query",), ("${TableArn}/index/*",), None),
     ("StartServers", ("ecs:RunTask",),

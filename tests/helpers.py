@@ -16,26 +16,39 @@ def send_event(client: Any, handler: str, source: str, detail_type: str, detail:
     return client.lambda_.invoke(handler, event).payload
 
 
-def build_event(client: Any, world: World, image_name: str, status: str) -> Any:
+def build_detail(world: World, image_name: str, status: str) -> dict[str, Any]:
+    """A CodeBuild Build State Change's detail, as EventBridge delivers it."""
     build = world.services.store.builds.get(image_name)
     assert build is not None
-    detail = {
+    return {
         "build-status": status,
         "project-name": world.settings.codebuild_project,
         "build-id": build.handle.get("build_id", ""),
         "additional-information": {"environment": {"environment-variables": [
             {"name": "IMAGE_NAME", "value": image_name, "type": "PLAINTEXT"}]}},
     }
+
+
+def build_event(client: Any, world: World, image_name: str, status: str) -> Any:
+    detail = build_detail(world, image_name, status)
     return send_event(client, "build_events", "aws.codebuild", "CodeBuild Build State Change", detail)
 
 
-def task_event(client: Any, world: World, task_arn: str, status: str, reason: str = "") -> Any:
-    """An ECS Task State Change as EventBridge delivers it: the task as DescribeTasks shows it."""
+def task_detail(world: World, task_arn: str, status: str, reason: str = "") -> dict[str, Any]:
+    """An ECS Task State Change's detail, as EventBridge delivers it: the task as DescribeTasks shows it."""
     task = world.ecs.describe_tasks(cluster=world.settings.cluster, tasks=[task_arn])["tasks"][0]
-    detail = json.loads(json.dumps(task, default=str))
+    detail: dict[str, Any] = json.loads(json.dumps(task, default=str))
     detail["lastStatus"] = status
     if reason:
         detail["stoppedReason"] = reason
+    return detail
+
+
+def task_event(client: Any, world: World, task_arn: str, status: str, reason: str = "") -> Any:
+    return send_task_event(client, task_detail(world, task_arn, status, reason))
+
+
+def send_task_event(client: Any, detail: dict[str, Any]) -> Any:
     return send_event(client, "task_events", "aws.ecs", "ECS Task State Change", detail)
 
 
@@ -55,17 +68,27 @@ def staged(client: Any, world: World, **limits: Any) -> str:
     return str(body(reply)["environment-name"])
 
 
+def tasks_of_launch(world: World, launch: str) -> list[str]:
+    """The ARNs of the tasks one RunTask call started, as ECS lists them."""
+    return world.ecs.list_tasks(cluster=world.settings.cluster, startedBy=f"binderless.{launch}")["taskArns"]
+
+
 def task_of(world: World, environment_name: str, server_id: str) -> str:
+    """The task of a server: recorded on it, or (before its first event) the only task of its launch."""
     server = world.services.store.servers.get(environment_name, server_id)
     assert server is not None
-    return server.handle["task_arn"]
+    if server.handle:
+        return server.handle["task_arn"]
+    arn, = tasks_of_launch(world, server.launch)
+    return arn
 
 
 def run_all_starting(client: Any, world: World, environment_name: str) -> None:
-    """Every starting server of the environment reports RUNNING, as ECS would."""
-    for server in world.services.store.servers.live(environment_name):
-        if server.state.value == "starting" and server.handle:
-            task_event(client, world, server.handle["task_arn"], "RUNNING")
+    """Every task started for the environment's starting servers reports RUNNING, as ECS would."""
+    servers = [s for s in world.services.store.servers.live(environment_name) if s.state.value == "starting"]
+    for launch in sorted({s.launch for s in servers}):
+        for arn in tasks_of_launch(world, launch):
+            task_event(client, world, arn, "RUNNING")
 
 
 def tick(client: Any) -> Any:

@@ -116,10 +116,11 @@ def fill_pool(world: World, environment: str, size: int) -> None:
     """A pool of ``size`` available servers, as the schedule and the ECS events would leave it."""
     world.services.pools.resize(environment, size)
     world.services.pools.tick()
-    starting = [s for s in world.services.store.servers.live(environment) if s.state.value == "starting"]
-    for server in starting:
-        url = f"http://10.0.0.{len(server.id) % 250}:8888/"
-        world.services.servers.apply(server, TaskState(server.handle, "running", url=url))
+    launches = {s.launch for s in world.services.store.servers.live(environment) if s.state.value == "starting"}
+    for number, launch in enumerate(sorted(launches)):
+        for arn in world.ecs.list_tasks(cluster=world.settings.cluster, startedBy=f"binderless.{launch}")["taskArns"]:
+            url = f"http://10.0.{number % 250}.{len(arn) % 250}:8888/"
+            world.services.servers.apply_event(TaskState({"task_arn": arn}, "running", url=url, launch=launch))
 
 
 def burst(api: str, environment: str, launches: int, workers: int) -> Burst:

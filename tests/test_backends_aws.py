@@ -338,18 +338,19 @@ def test_one_runtask_starts_a_batch_with_a_distinct_token_per_server(ecs_setting
     ecs = boto3.client("ecs", region_name=REGION)
     spawner = AwsSpawner(ecs_settings, ecs=ecs)
 
-    launched = spawner.start(task_definition(ecs_settings), ["s-1", "s-2", "s-3"])
+    launched = spawner.start(task_definition(ecs_settings), ["s-1", "s-2", "s-3"], "launch-1", "k" * 48)
 
     assert [one.server_id for one in launched] == ["s-1", "s-2", "s-3"]
     assert not any(one.failure for one in launched)
     arns = [one.handle["task_arn"] for one in launched]
     tasks = ecs.describe_tasks(cluster="binderless", tasks=arns)["tasks"]
-    assert len(tasks) == 3 and {t["startedBy"] for t in tasks} == {"binderless"}
+    assert len(tasks) == 3 and {t["startedBy"] for t in tasks} == {"binderless.launch-1"}
     (override,) = tasks[0]["overrides"]["containerOverrides"]
     assert override["command"] == bootstrap_command(8888, culling_arguments(ecs_settings))
-    key = override["environment"][0]["value"]
+    assert override["environment"] == [{"name": "BINDERLESS_BATCH_KEY", "value": "k" * 48}]
     assert all(t["overrides"] == tasks[0]["overrides"] for t in tasks)  # one RunTask, one set of overrides
-    assert [one.token for one in launched] == [token_for(key, arn) for arn in arns]
+    assert [one.token for one in launched] == [token_for("k" * 48, arn) for arn in arns]
+    assert [spawner.token_for("k" * 48, one.handle) for one in launched] == [one.token for one in launched]
     assert len({one.token for one in launched}) == 3
     assert all(len(one.token) >= 32 for one in launched)
 
@@ -369,7 +370,7 @@ def test_runtask_request_shape(settings: Settings) -> None:
         "launchType": "FARGATE",
         "count": 2,
         "networkConfiguration": network,
-        "startedBy": "binderless",
+        "startedBy": "binderless.launch-1",
         "overrides": {
             "containerOverrides": [
                 {
@@ -383,8 +384,18 @@ def test_runtask_request_shape(settings: Settings) -> None:
     stub.add_response("run_task", {"tasks": [], "failures": []}, expected)
 
     with stub:
-        AwsSpawner(settings, ecs=ecs).start({"task_definition": "td-arn"}, ["a", "b"])
+        AwsSpawner(settings, ecs=ecs).start({"task_definition": "td-arn"}, ["a", "b"], "launch-1", "key")
         stub.assert_no_pending_responses()
+
+
+def test_a_task_started_alone_is_given_its_token_itself(ecs_settings: Settings) -> None:
+    ecs = boto3.client("ecs", region_name=REGION)
+    (one,) = AwsSpawner(ecs_settings, ecs=ecs).start(task_definition(ecs_settings), ["s-1"], "launch-1", "t" * 48)
+
+    (task,) = ecs.describe_tasks(cluster="binderless", tasks=[one.handle["task_arn"]])["tasks"]
+    assert task["overrides"]["containerOverrides"][0]["environment"] == [{"name": "BINDERLESS_TOKEN",
+                                                                          "value": "t" * 48}]
+    assert one.token == "t" * 48  # known, and saved, before RunTask
 
 
 def test_runtask_failures_leave_the_other_servers_failed(settings: Settings) -> None:
@@ -397,7 +408,7 @@ def test_runtask_failures_leave_the_other_servers_failed(settings: Settings) -> 
     stub.add_response("run_task", reply)
 
     with stub:
-        launched = AwsSpawner(settings, ecs=ecs).start({"task_definition": "td"}, ["s-1", "s-2", "s-3"])
+        launched = AwsSpawner(settings, ecs=ecs).start({"task_definition": "td"}, ["s-1", "s-2", "s-3"], "l", "k")
 
     assert launched[0].handle == {"task_arn": arn} and launched[0].token and not launched[0].failure
     assert [(one.server_id, one.failure, one.token) for one in launched[1:]] == [
@@ -411,7 +422,7 @@ def test_throttled_runtask_asks_the_client_to_retry(settings: Settings) -> None:
     stub.add_client_error("run_task", service_error_code="ThrottlingException", service_message="Rate exceeded")
 
     with stub, pytest.raises(errors.Unavailable) as raised:
-        AwsSpawner(settings, ecs=ecs).start({"task_definition": "td"}, ["s-1"])
+        AwsSpawner(settings, ecs=ecs).start({"task_definition": "td"}, ["s-1"], "l", "k")
 
     assert raised.value.headers["Retry-After"] == "5"
 
@@ -421,7 +432,7 @@ def test_other_aws_errors_are_backend_errors_that_quote_nothing(settings: Settin
     stub.add_client_error("run_task", service_error_code="AccessDeniedException", service_message="key=s3cr3t")
 
     with stub, pytest.raises(errors.BackendError) as raised:
-        AwsSpawner(settings, ecs=ecs).start({"task_definition": "td"}, ["s-1"])
+        AwsSpawner(settings, ecs=ecs).start({"task_definition": "td"}, ["s-1"], "l", "k")
 
     assert "RunTask" in raised.value.message and "s3cr3t" not in raised.value.message
 
@@ -429,7 +440,7 @@ def test_other_aws_errors_are_backend_errors_that_quote_nothing(settings: Settin
 def test_describe_follows_a_server_from_running_to_stopped(ecs_settings: Settings) -> None:
     ecs = boto3.client("ecs", region_name=REGION)
     spawner = AwsSpawner(ecs_settings, ecs=ecs)
-    first, second = spawner.start(task_definition(ecs_settings), ["s-1", "s-2"])
+    first, second = spawner.start(task_definition(ecs_settings), ["s-1", "s-2"], "l", "k")
     gone = {"task_arn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/binderless/00000000000000000000000000000000"}
 
     spawner.stop(second.handle, "culled after 6 hours")
@@ -446,7 +457,7 @@ def test_public_address_is_the_network_interface_public_ip(ecs_settings: Setting
     settings = ecs_settings.model_copy(update={"address": "public", "location_scheme": "https"})
     ec2 = boto3.client("ec2", region_name=REGION)
     spawner = AwsSpawner(settings, ecs=boto3.client("ecs", region_name=REGION), ec2=ec2)
-    with_ip, without_ip = spawner.start(task_definition(settings), ["s-1", "s-2"])
+    with_ip, without_ip = spawner.start(task_definition(settings), ["s-1", "s-2"], "l", "k")
     (task,) = spawner.ecs.describe_tasks(cluster="binderless", tasks=[with_ip.handle["task_arn"]])["tasks"]
     eni = next(d["value"] for d in task["attachments"][0]["details"] if d["name"] == "networkInterfaceId")
     address = ec2.allocate_address(Domain="vpc")
@@ -461,7 +472,7 @@ def test_public_address_is_the_network_interface_public_ip(ecs_settings: Setting
 
 def test_stopping_a_stopped_or_forgotten_task_is_not_an_error(ecs_settings: Settings) -> None:
     spawner = AwsSpawner(ecs_settings, ecs=boto3.client("ecs", region_name=REGION))
-    (one,) = spawner.start(task_definition(ecs_settings), ["s-1"])
+    (one,) = spawner.start(task_definition(ecs_settings), ["s-1"], "l", "k")
     spawner.stop(one.handle, "deleted")
     spawner.stop(one.handle, "deleted again")
 
@@ -487,6 +498,7 @@ def test_running_task_event_gives_the_server_url(settings: Settings) -> None:
     assert state is not None
     assert (state.status, state.url) == ("running", "http://10.0.1.139:8888/")
     assert state.handle == {"task_arn": detail["taskArn"]}
+    assert state.launch == "5f0c1a2b3c4d5e6f"  # from startedBy: it finds the server the task is for
 
 
 def test_stopped_task_event_carries_the_reason(settings: Settings) -> None:
@@ -612,6 +624,21 @@ def test_bootstrap_sets_the_token_the_spawner_expects_then_execs_the_server(tmp_
     assert not any(token in arg or key in arg for arg in seen["argv"])
     assert seen["argv"] == ["-c", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--ServerApp.x=1"]
     assert Metadata.paths == ["/v4/0123abcd/task"]
+
+
+def test_bootstrap_of_a_task_started_alone_uses_the_token_it_was_given(tmp_path: Path) -> None:
+    record = tmp_path / "exec.json"
+    recorder = ("import json, os\n"
+                "environ = open('/proc/self/environ', 'rb').read().decode()\n"
+                "seen = {'token': os.environ.get('JUPYTER_TOKEN'), 'environ': environ}\n"
+                f"json.dump(seen, open({str(record)!r}, 'w'))\n")
+    token = "ef" * 24
+    env = {"PATH": os.environ["PATH"], "BINDERLESS_TOKEN": token}  # no metadata endpoint needed at all
+
+    subprocess.run([sys.executable, "-c", BOOTSTRAP, recorder], env=env, check=True, timeout=20)
+
+    seen = json.loads(record.read_text())
+    assert seen["token"] == token and "BINDERLESS_TOKEN" not in seen["environ"]
 
 
 def test_the_runtask_command_serves_jupyter_with_the_derived_token(tmp_path: Path, metadata_endpoint: str) -> None:

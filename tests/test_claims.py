@@ -26,10 +26,21 @@ def test_a_claim_is_one_query_and_one_transaction(client: Any, world: World) -> 
     calls: list[str] = []
     world.dynamodb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
 
-    server = world.services.store.servers.claim(environment, now=world.clock(), stop_at=world.clock() + 60)
+    claim = world.services.store.servers.claim(environment, now=world.clock(), stop_at=world.clock() + 60)
 
-    assert server is not None and server.state.value == "running"
+    assert claim.server is not None and claim.server.state.value == "running"
     assert calls == ["Query", "TransactWriteItems"]
+
+
+def test_an_empty_pools_claim_query_brings_the_staging_to_start_from(client: Any, world: World) -> None:
+    environment = staged(client, world)
+    calls: list[str] = []
+    world.dynamodb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+
+    claim = world.services.store.servers.claim(environment, now=world.clock(), stop_at=world.clock() + 60)
+
+    assert claim.server is None and calls == ["Query"]
+    assert claim.staging == world.services.stagings.get(environment)  # launchable, found by the same query
 
 
 def test_concurrent_claims_never_share_a_server(client: Any, world: World) -> None:
@@ -46,7 +57,7 @@ def test_concurrent_claims_never_share_a_server(client: Any, world: World) -> No
     world.dynamodb._make_api_call = atomic
 
     def claim(_: int) -> str | None:
-        server = store.claim(environment, now=world.clock(), stop_at=world.clock() + 60)
+        server = store.claim(environment, now=world.clock(), stop_at=world.clock() + 60).server
         return server.id if server else None
 
     with ThreadPoolExecutor(max_workers=8) as workers:
@@ -64,12 +75,12 @@ def test_a_claim_that_loses_the_race_takes_the_next_server(client: Any, world: W
     store = world.services.store.servers
     stale = list(world.services.store.dynamo.query(
         "avail_env = :e", {":e": {"S": environment}}, index="available"))  # what a lagging index shows
-    first = store.claim(environment, now=world.clock(), stop_at=world.clock() + 60)
+    first = store.claim(environment, now=world.clock(), stop_at=world.clock() + 60).server
     original_query = world.services.store.dynamo.query
     world.services.store.dynamo.query = lambda *a, **k: iter(stale)  # type: ignore[method-assign]
     try:
-        second = store.claim(environment, now=world.clock(), stop_at=world.clock() + 60)
-        third = store.claim(environment, now=world.clock(), stop_at=world.clock() + 60)
+        second = store.claim(environment, now=world.clock(), stop_at=world.clock() + 60).server
+        third = store.claim(environment, now=world.clock(), stop_at=world.clock() + 60).server
     finally:
         world.services.store.dynamo.query = original_query  # type: ignore[method-assign]
 

@@ -84,7 +84,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
     uncullable = LocalSpawner(Settings(backend="local", local_dir=str(root / "uncullable"), idle_timeout=0,
                                        kernel_idle_timeout=0), grace=0.5)
     environment = {"path": str(root)}  # the test's own interpreter, as for an operator's image
-    started = {spawner: spawner.start(environment, names)
+    started = {spawner: spawner.start(environment, names, "culling", "k" * 48)
                for spawner, names in ((culled, ["unused", "used", "kernel"]), (uncullable, ["never"]))}
     servers = {launched.server_id: Server(spawner, launched.handle, launched.token or "")
                for spawner, batch in started.items() for launched in batch}

@@ -9,8 +9,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from chalicelib.errors import Unavailable
 from tests.conftest import World, auth, body
-from tests.helpers import REPO, pool_of, staged, tick
+from tests.helpers import REPO, pool_of, set_task_status, staged, task_event, tick
 
 
 @contextmanager
@@ -116,32 +117,71 @@ def test_a_lambda_killed_between_the_item_and_runtask_leaves_nothing_behind(clie
     assert list(world.services.store.servers.live(environment)) == []
 
 
-def test_a_lambda_killed_after_runtask_leaves_no_task_running_unowned(client: Any, world: World) -> None:
-    environment = staged(client, world)
+class Killed(BaseException):
+    """The function is stopped right after RunTask answered, before it could reply or write."""
 
-    class Killed(BaseException):
-        """The function is stopped right after RunTask answered: no handle is ever saved."""
 
-    original = world.services.store.servers.transition
+def launch_and_die_after_runtask(client: Any, world: World, environment: str) -> None:
+    spawner = world.services.servers.spawner
+    original = spawner.start
 
-    def die_on_record(server: Any, to: Any, **fields: Any) -> Any:
-        if "handle" in fields:
-            raise Killed()
-        return original(server, to, **fields)
+    def start_then_die(*args: Any, **kwargs: Any) -> Any:
+        original(*args, **kwargs)
+        raise Killed()
 
-    world.services.store.servers.transition = die_on_record  # type: ignore[method-assign]
+    spawner.start = start_then_die  # type: ignore[method-assign]
     try:
         client.http.post(f"/deployments/{environment}", body="")
     except Killed:
         pass
     finally:
-        world.services.store.servers.transition = original  # type: ignore[method-assign]
-    orphan = world.ecs.list_tasks(cluster="binderless", desiredStatus="RUNNING")["taskArns"]
-    assert len(orphan) == 1
+        spawner.start = original  # type: ignore[method-assign]
 
-    world.clock.advance(world.settings.starting_timeout)
-    tick(client)
 
-    assert world.ecs.describe_tasks(cluster="binderless", tasks=orphan)["tasks"][0]["desiredStatus"] == "STOPPED"
+def test_a_lambda_killed_after_runtask_loses_nothing_its_task_event_records_it(client: Any, world: World) -> None:
+    environment = staged(client, world)
+    launch_and_die_after_runtask(client, world, environment)
+    (task_arn,) = world.ecs.list_tasks(cluster="binderless", desiredStatus="RUNNING")["taskArns"]
+
+    task_event(client, world, task_arn, "RUNNING")  # nothing was written after RunTask, and nothing had to be
+
+    (server,) = world.services.store.servers.live(environment)
+    assert server.state.value == "running" and server.handle == {"task_arn": task_arn} and server.location
+
+
+def test_a_lambda_killed_after_runtask_with_its_events_lost_is_found_by_the_schedule(client: Any,
+                                                                                    world: World) -> None:
+    environment = staged(client, world)
+    launch_and_die_after_runtask(client, world, environment)
+    (task_arn,) = world.ecs.list_tasks(cluster="binderless", desiredStatus="RUNNING")["taskArns"]
+    set_task_status(world, task_arn, "RUNNING")
+
+    world.clock.advance(world.settings.check_interval)
+    tick(client)  # no event ever came: the schedule asks ECS what the launch started
+
+    (server,) = world.services.store.servers.live(environment)
+    assert server.state.value == "running" and server.handle == {"task_arn": task_arn} and server.location
+
+
+def test_a_task_that_outlives_its_failed_launch_is_stopped_by_its_first_event(client: Any, world: World) -> None:
+    environment = staged(client, world)
+    # RunTask timed out from the function's side but ECS started the task: the server is failed.
+    spawner = world.services.servers.spawner
+    original = spawner.start
+
+    def start_then_time_out(*args: Any, **kwargs: Any) -> Any:
+        original(*args, **kwargs)
+        raise Unavailable("ECS RunTask timed out")
+
+    spawner.start = start_then_time_out  # type: ignore[method-assign]
+    try:
+        assert client.http.post(f"/deployments/{environment}", body="").status_code == 503
+    finally:
+        spawner.start = original  # type: ignore[method-assign]
+    (task_arn,) = world.ecs.list_tasks(cluster="binderless", desiredStatus="RUNNING")["taskArns"]
+
+    task_event(client, world, task_arn, "PROVISIONING")
+
+    task = world.ecs.describe_tasks(cluster="binderless", tasks=[task_arn])["tasks"][0]
+    assert task["desiredStatus"] == "STOPPED"  # nobody owns it: stopped, not left running
     assert pool_of(client, world, environment)["running"] == 0
-    assert list(world.services.store.servers.live(environment)) == []

@@ -38,7 +38,7 @@ from scripts.configure import configure_stage, stage_environment
 from scripts.policy import LOG_ACTIONS, TASK_FAMILY_PREFIX, UNRESTRICTABLE, default_outputs, lambda_policy
 from scripts.single_stack import ROLES
 from tests.conftest import ADMIN, Clock, GitRefs, World, auth, body
-from tests.helpers import REPO, build_event, run_all_starting, staged, tick
+from tests.helpers import REPO, build_event, run_all_starting, staged, tasks_of_launch, tick
 from tests.test_infra import REGION, deploy_stack
 
 CHALICE = ROOT / ".chalice"
@@ -197,6 +197,9 @@ def iam_requests(service: str, operation: str, params: dict[str, Any], account: 
         if operation == "TransactWriteItems":
             return [(f"dynamodb:{TRANSACT_ACTIONS[kind]}", _arn("dynamodb", "table/", item["TableName"], account), {})
                     for entry in params["TransactItems"] for kind, item in entry.items()]
+        if operation == "BatchGetItem":
+            return [("dynamodb:BatchGetItem", _arn("dynamodb", "table/", name, account), {})
+                    for name in params["RequestItems"]]
         table = _arn("dynamodb", "table/", params["TableName"], account)
         index = f"/index/{params['IndexName']}" if "IndexName" in params else ""
         return [(f"dynamodb:{operation}", table + index, {})]
@@ -268,8 +271,9 @@ class Recorder:
 def _give_public_ips(world: World, environment: str) -> None:
     """What Fargate does for assignPublicIp: an address on each starting task's network interface."""
     ec2 = boto3.client("ec2", region_name=REGION)
-    for server in world.services.store.servers.live(environment):
-        task = world.ecs.describe_tasks(cluster=world.settings.cluster, tasks=[server.handle["task_arn"]])["tasks"][0]
+    launches = {server.launch for server in world.services.store.servers.live(environment)}
+    for arn in (arn for launch in sorted(launches) for arn in tasks_of_launch(world, launch)):
+        task = world.ecs.describe_tasks(cluster=world.settings.cluster, tasks=[arn])["tasks"][0]
         eni = next(d["value"] for a in task["attachments"] for d in a["details"] if d["name"] == "networkInterfaceId")
         allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
         ec2.associate_address(AllocationId=allocation, NetworkInterfaceId=eni)
@@ -309,12 +313,11 @@ def recorded_flow() -> Iterator[tuple[Recorder, dict[str, Any], str]]:
 
 
 def _lose_a_launch(world: World, environment: str) -> None:
-    """A function that died between RunTask and saving the task: the item has no handle."""
-
+    """A server whose task's events never came: the schedule finds the task by its launch."""
     staging = world.services.stagings.launchable(environment)
-    lost = world.services.servers._new(staging, world.clock(), True, "lostlaunch0001")
+    lost = world.services.servers._new(staging, world.clock(), True, "lostlaunch0001", "k" * 48, solo=True)
     world.services.store.servers.create([lost], due_at=world.clock())
-    world.services.servers.spawner.start(staging.handle, [lost.id], lost.launch)
+    world.services.servers.spawner.start(staging.handle, [lost.id], lost.launch, "k" * 48)
 
 
 def _run_the_whole_flow(client: Any, world: World) -> None:
@@ -341,7 +344,7 @@ def _run_the_whole_flow(client: Any, world: World) -> None:
     assert stopped.status_code == 202
     _lose_a_launch(world, environment)
     clock.advance(world.settings.check_interval + world.settings.starting_timeout + 1)
-    tick(client)  # due servers: DescribeTasks; the lost launch: ListTasks, StopTask
+    tick(client)  # due servers: DescribeTasks; the lost launch: ListTasks, DescribeTasks, StopTask
     assert [t.name for t in services.auth.tokens.all()] == ["ops"]
     services.auth.revoke(plain)
     build_event(client, world, polled, "FAILED")

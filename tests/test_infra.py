@@ -177,7 +177,7 @@ def test_the_store_works_on_the_table_the_stack_created(stack: DeployedStack) ->
     staging = Staging(environment_name="env", image_name="img", image="repo:img", cpu=1024, memory=2048)
     assert store.environments.create_staging(staging)
     store.environments.set_pool_size("env", 2)
-    servers = [Server(environment_name="env", id=f"s{i}", state=ServerState.starting, claimed=False,
+    servers = [Server(environment_name="env", id=f"s{i}", state=ServerState.starting, claimed=False, launch="l1",
                       handle={"task_arn": f"arn:aws:ecs:{REGION}:123456789012:task/binderless/t{i}"}, created_at=i)
                for i in range(2)]
     store.servers.create(servers, due_at=50)
@@ -185,12 +185,12 @@ def test_the_store_works_on_the_table_the_stack_created(stack: DeployedStack) ->
         store.servers.transition(server, ServerState.available, url="http://10.0.0.1:8888/")
     assert store.environments.get_pool("env", consistent=True).available == 2  # type: ignore[union-attr]
 
-    claimed = store.servers.claim("env", now=10, stop_at=1000)
+    claimed = store.servers.claim("env", now=10, stop_at=1000).server
 
     assert claimed is not None and claimed.state is ServerState.running
     pool = store.environments.get_pool("env", consistent=True)
     assert (pool.available, pool.running, pool.size) == (1, 1, 2)  # type: ignore[union-attr]
-    assert store.servers.by_task(claimed.handle["task_arn"]).id == claimed.id  # type: ignore[union-attr]
+    assert {s.id for s in store.servers.of_launch("l1")} == {"s0", "s1"}
     assert [p.environment_name for p in store.environments.pools()] == ["env"]
     store.tokens.create(Token(digest="d" * 64, name="admin", scopes=["admin"], created_at=1))
     assert [t.name for t in store.tokens.all()] == ["admin"] and store.tokens.delete("d" * 64)

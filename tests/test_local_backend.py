@@ -168,7 +168,7 @@ def describe(spawner: LocalSpawner, handle: dict[str, str]) -> TaskState:
 def test_a_real_jupyter_server_runs_with_its_token_kept_out_of_argv(tmp_path: Path, spawner: LocalSpawner,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BINDERLESS_ADMIN_TOKEN", "the-operators-secret")
-    launched, = spawner.start({"path": str(tmp_path), "python": sys.executable}, ["s1"])
+    launched, = spawner.start({"path": str(tmp_path), "python": sys.executable}, ["s1"], "l", "k" * 48)
     assert launched.handle["url"] == f"http://127.0.0.1:{launched.handle['port']}/user/s1/"
     assert describe(spawner, launched.handle).status in ("starting", "running")
     running = wait_for(lambda: (s := describe(spawner, launched.handle)).status == "running" and s)
@@ -181,7 +181,7 @@ def test_a_real_jupyter_server_runs_with_its_token_kept_out_of_argv(tmp_path: Pa
 
 
 def test_process_exit_is_noticed_as_stopped_with_its_code(tmp_path: Path, spawner: LocalSpawner) -> None:
-    launched, = spawner.start({"path": str(tmp_path), "python": fake_python(tmp_path, "exit 3")}, ["s1"])
+    launched, = spawner.start({"path": str(tmp_path), "python": fake_python(tmp_path, "exit 3")}, ["s1"], "l", "k" * 48)
     stopped = wait_for(lambda: (s := describe(spawner, launched.handle)).status == "stopped" and s)
     assert isinstance(stopped, TaskState) and "code 3" in stopped.reason
 
@@ -190,7 +190,7 @@ def test_stop_kills_the_whole_process_group_even_what_ignores_sigterm(tmp_path: 
                                                                       spawner: LocalSpawner) -> None:
     # The "server" leaves a child that ignores SIGTERM, as a stuck kernel might.
     script = f"(trap '' TERM; exec sleep 300) & echo $! > {tmp_path}/child; wait"
-    launched, = spawner.start({"path": str(tmp_path), "python": fake_python(tmp_path, script)}, ["s1"])
+    launched, = spawner.start({"path": str(tmp_path), "python": fake_python(tmp_path, script)}, ["s1"], "l", "k" * 48)
     child = int(wait_for(lambda: (tmp_path / "child").exists() and (tmp_path / "child").read_text().strip()))
     leader = int(launched.handle["pid"])
     assert os.getpgid(child) == leader  # the server leads its own group
@@ -209,12 +209,12 @@ def test_unknown_processes_are_stopped_and_never_signalled(spawner: LocalSpawner
 
 def test_stop_all_ends_every_server_and_refuses_new_ones(tmp_path: Path, spawner: LocalSpawner) -> None:
     python = fake_python(tmp_path, "trap '' TERM; sleep 300")
-    launched = spawner.start({"path": str(tmp_path), "python": python}, ["a", "b", "c"])
+    launched = spawner.start({"path": str(tmp_path), "python": python}, ["a", "b", "c"], "l", "k" * 48)
     pids = [int(server.handle["pid"]) for server in launched]
     assert sorted(spawner.pids()) == sorted(pids)
     spawner.stop_all()
     assert not any(alive(pid) for pid in pids)
-    late, = spawner.start({"path": str(tmp_path), "python": python}, ["d"])
+    late, = spawner.start({"path": str(tmp_path), "python": python}, ["d"], "l", "k" * 48)
     assert late.failure == "local mode is shutting down"
 
 
@@ -223,7 +223,8 @@ def test_servers_die_with_the_process_that_started_them(tmp_path: Path) -> None:
     code = ("import sys, time; from chalicelib.config import Settings; "
             "from chalicelib.backends.local import LocalSpawner; "
             f"s = LocalSpawner(Settings(backend='local', local_dir={str(tmp_path)!r})); "
-            f"h, = s.start({{'path': {str(tmp_path)!r}, 'python': {fake_python(tmp_path, 'sleep 300')!r}}}, ['x']); "
+            f"environment = {{'path': {str(tmp_path)!r}, 'python': {fake_python(tmp_path, 'sleep 300')!r}}}; "
+            "h, = s.start(environment, ['x'], 'l', 'k'); "
             "print(h.handle['pid'], flush=True); time.sleep(300)")
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert parent.stdout is not None
@@ -234,14 +235,16 @@ def test_servers_die_with_the_process_that_started_them(tmp_path: Path) -> None:
     wait_for(lambda: not alive(server), timeout=10)
 
 
-def test_stop_launch_ends_what_one_start_call_started_and_nothing_else(tmp_path: Path, spawner: LocalSpawner) -> None:
+def test_tasks_of_a_launch_are_what_one_start_call_started_and_still_runs(tmp_path: Path,
+                                                                          spawner: LocalSpawner) -> None:
     python = fake_python(tmp_path, "exec sleep 300")
-    lost = spawner.start({"path": str(tmp_path), "python": python}, ["a", "b"], "launch-1")
-    kept, = spawner.start({"path": str(tmp_path), "python": python}, ["c"], "launch-2")
+    lost = spawner.start({"path": str(tmp_path), "python": python}, ["a", "b"], "launch-1", "k" * 48)
+    kept, = spawner.start({"path": str(tmp_path), "python": python}, ["c"], "launch-2", "k" * 48)
 
-    assert spawner.stop_launch("launch-1", "lost while starting") == 2
+    assert sorted(h["pid"] for h in spawner.tasks_of("launch-1")) == sorted(s.handle["pid"] for s in lost)
+    assert spawner.tasks_of("launch-2") == [kept.handle]
+    assert kept.token == "k" * 48  # started alone: the key is its token
+    assert spawner.token_for("", lost[0].handle) == lost[0].token
 
-    for server in lost:
-        wait_for(lambda server=server: describe(spawner, server.handle).status == "stopped", timeout=10)
-    assert describe(spawner, kept.handle).status != "stopped"
-    assert spawner.stop_launch("launch-1", "again") == 0
+    spawner.stop(lost[0].handle, "deleted")
+    wait_for(lambda: spawner.tasks_of("launch-1") == [lost[1].handle], timeout=10)

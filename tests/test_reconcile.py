@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from botocore.stub import Stubber
 
 from tests.conftest import World, auth, body
@@ -17,6 +18,7 @@ from tests.helpers import (
     staged,
     task_event,
     task_of,
+    tasks_of_launch,
     tick,
 )
 
@@ -168,6 +170,63 @@ def test_a_handed_out_server_that_dies_unseen_is_noticed_when_asked_to_check(cli
     tick(client)
     assert body(client.http.get(f"/deployments/{environment}/{server_id}"))["status"] == "running"
     world.clock.advance(1)
+    tick(client)
+
+    assert client.http.get(f"/deployments/{environment}/{server_id}").status_code == 410
+    assert pool_of(client, world, environment)["running"] == 0
+
+
+# ---------------------------------------------------------------- tasks recorded from their events
+
+
+def test_sibling_events_that_pick_the_same_server_each_get_one(client: Any, world: World,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    environment = staged(client, world)
+    resize(client, environment, 2)
+    servers = world.services.store.servers
+    (launch_id,) = {s.launch for s in servers.live(environment)}
+    first, second = tasks_of_launch(world, launch_id)
+    stale = servers.of_launch(launch_id)  # what a lagging index shows: neither server has a task yet
+    task_event(client, world, first, "RUNNING")
+    taken = next(s for s in servers.live(environment) if s.handle)
+    # The second event sees the stale index and picks the server the first event took.
+    monkeypatch.setattr(servers, "of_launch", lambda launch: stale)
+    monkeypatch.setattr("chalicelib.services.servers._pick",
+                        lambda candidates, task: next((s for s in candidates if s.id == taken.id), candidates[0]))
+
+    task_event(client, world, second, "RUNNING")
+
+    recorded = {s.handle["task_arn"]: s.id for s in world.services.store.servers.live(environment)}
+    assert set(recorded) == {first, second} and len(set(recorded.values())) == 2
+    assert pool_of(client, world, environment)["available"] == 2
+
+
+def test_a_server_deleted_before_its_task_was_known_stops_that_task(client: Any, world: World) -> None:
+    environment = staged(client, world)
+    server_id = body(launch(client, environment))["id"]
+    task_arn = task_of(world, environment, server_id)  # started; no event has come yet
+
+    reply = client.http.delete(f"/deployments/{environment}/{server_id}", headers=auth())
+    assert reply.status_code == 202 and body(reply)["status"] == "stopping"
+    task_event(client, world, task_arn, "PROVISIONING")  # the first event records the task, and stops it
+
+    task = world.ecs.describe_tasks(cluster="binderless", tasks=[task_arn])["tasks"][0]
+    assert task["desiredStatus"] == "STOPPED"
+    task_event(client, world, task_arn, "STOPPED")
+    assert client.http.get(f"/deployments/{environment}/{server_id}").status_code == 410
+    assert pool_of(client, world, environment)["running"] == 0
+
+
+def test_a_server_deleted_before_its_task_existed_ends_when_the_schedule_finds_no_task(client: Any,
+                                                                                       world: World) -> None:
+    environment = staged(client, world)
+    server_id = body(launch(client, environment))["id"]
+    task_arn = task_of(world, environment, server_id)
+    client.http.delete(f"/deployments/{environment}/{server_id}", headers=auth())
+    world.ecs.stop_task(cluster="binderless", task=task_arn)  # gone before any event could name it
+    set_task_status(world, task_arn, "STOPPED")
+
+    world.clock.advance(world.settings.check_interval)
     tick(client)
 
     assert client.http.get(f"/deployments/{environment}/{server_id}").status_code == 410

@@ -4,7 +4,12 @@ Tokens for a batch. RunTask starts up to 10 tasks in one call but applies one se
 overrides to all of them, so it cannot carry a different token for each. Each call gets a
 fresh random batch key instead (``BINDERLESS_BATCH_KEY``); every task derives its token as
 HMAC-SHA256(key, its own task id) in ``bootstrap.BOOTSTRAP``, and this module computes the
-same value from the ARNs RunTask returns (``bootstrap.token_for``).
+same value from the task's ARN (``bootstrap.token_for``). A task started alone gets its token
+as it is (``BINDERLESS_TOKEN``).
+
+Recording tasks. Every task's ``startedBy`` names its launch, and so does every ECS event
+about it, so the first event records the task on a server of that launch
+(``records_from_events``): a start costs no write after RunTask.
 
 The trade-off: the key is shared by the at most ``max_batch`` sibling tasks of one call.
 The bootstrap removes it from the environment before exec'ing jupyter, so a notebook user
@@ -17,13 +22,13 @@ task anyway; handlers must still not log event details verbatim.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.backends.aws_common import aws_errors, chunks, error_code, error_message
 from chalicelib.backends.base import Handle, Launched, TaskState, TaskStatus
-from chalicelib.backends.bootstrap import KEY_VARIABLE, bootstrap_command, token_for
+from chalicelib.backends.bootstrap import KEY_VARIABLE, TOKEN_VARIABLE, bootstrap_command, token_for
 from chalicelib.backends.culling import culling_arguments
 from chalicelib.config import Settings
 
@@ -59,6 +64,11 @@ def started_by(launch: str) -> str:
     return f"{STARTED_BY}.{launch}"[:36] if launch else STARTED_BY
 
 
+def launch_of(started: str) -> str:
+    """The launch a ``started_by`` value names ("" for none)."""
+    return started.removeprefix(f"{STARTED_BY}.") if started.startswith(f"{STARTED_BY}.") else ""
+
+
 def task_id(task_arn: str) -> str:
     return task_arn.rsplit("/", 1)[-1]
 
@@ -75,6 +85,7 @@ class AwsSpawner:
     """``Spawner`` port: notebook servers as Fargate tasks, up to 10 per RunTask call."""
 
     max_batch = 10  # RunTask's own limit on count
+    records_from_events = True  # every ECS event carries startedBy, which names the launch
 
     def __init__(self, settings: Settings, *, ecs: ECSClient | None = None, ec2: EC2Client | None = None):
         self.settings = settings
@@ -97,14 +108,14 @@ class AwsSpawner:
             self._ec2 = boto3.client("ec2", region_name=self.settings.region)
         return self._ec2
 
-    def start(self, environment: Handle, server_ids: Sequence[str], launch: str = "") -> list[Launched]:
+    def start(self, environment: Handle, server_ids: Sequence[str], launch: str, key: str) -> list[Launched]:
         if not 0 < len(server_ids) <= self.max_batch:
             raise ValueError(f"start takes 1 to {self.max_batch} server ids, got {len(server_ids)}")
-        key = secrets.token_hex(32)
+        solo = len(server_ids) == 1
         override: ContainerOverrideTypeDef = {
             "name": NOTEBOOK,
             "command": bootstrap_command(self.settings.server_port, culling_arguments(self.settings)),
-            "environment": [{"name": KEY_VARIABLE, "value": key}],
+            "environment": [{"name": TOKEN_VARIABLE if solo else KEY_VARIABLE, "value": key}],
         }
         with aws_errors("ECS RunTask"):
             reply = self.ecs.run_task(
@@ -118,7 +129,8 @@ class AwsSpawner:
             )
         tasks, failures = reply.get("tasks", []), reply.get("failures", [])
         launched = [
-            Launched(server_id, token=token_for(key, task["taskArn"]), handle={"task_arn": task["taskArn"]})
+            Launched(server_id, token=key if solo else token_for(key, task["taskArn"]),
+                     handle={"task_arn": task["taskArn"]})
             for server_id, task in zip(server_ids, tasks, strict=False)  # fewer tasks when some failed
         ]
         for index, server_id in enumerate(server_ids[len(tasks) :]):
@@ -126,6 +138,9 @@ class AwsSpawner:
             reason = ": ".join(part for part in (failure.get("reason"), failure.get("detail")) if part)
             launched.append(Launched(server_id, failure=reason or "ECS did not start the task"))
         return launched
+
+    def token_for(self, key: str, handle: Handle) -> str:
+        return token_for(key, handle["task_arn"])
 
     def _awsvpc(self) -> AwsVpcConfigurationTypeDef:
         config: AwsVpcConfigurationTypeDef = {
@@ -136,9 +151,9 @@ class AwsSpawner:
             config["securityGroups"] = list(self.settings.security_groups)
         return config
 
-    def stop_launch(self, launch: str, reason: str) -> int:
-        """One ListTasks (a page per 100) for the tasks a RunTask call started, and a stop each."""
-        arns: list[str] = []
+    def tasks_of(self, launch: str) -> list[Handle]:
+        """ListTasks by startedBy, a page per 100 tasks (a launch has at most 10)."""
+        handles: list[Handle] = []
         token = ""
         with aws_errors("ECS ListTasks"):
             while True:
@@ -147,13 +162,10 @@ class AwsSpawner:
                 if token:
                     request["nextToken"] = token
                 page = self.ecs.list_tasks(**request)
-                arns.extend(page.get("taskArns", []))
+                handles.extend({"task_arn": arn} for arn in page.get("taskArns", []))
                 token = page.get("nextToken", "")
                 if not token:
-                    break
-        for arn in arns:
-            self.stop({"task_arn": arn}, reason)
-        return len(arns)
+                    return handles
 
     def stop(self, handle: Handle, reason: str) -> None:
         if not handle.get("task_arn"):
@@ -199,7 +211,8 @@ class AwsSpawner:
             return None
         if not str(detail.get("startedBy", "")).startswith(STARTED_BY) or not detail.get("taskArn"):
             return None
-        return self._state(detail, {"task_arn": str(detail["taskArn"])}, self._public_ips([detail]))
+        state = self._state(detail, {"task_arn": str(detail["taskArn"])}, self._public_ips([detail]))
+        return replace(state, launch=launch_of(str(detail["startedBy"])))
 
     def _state(self, task: Mapping[str, Any], handle: Handle, public_ips: Mapping[str, str]) -> TaskState:
         status = TASK_STATUS.get(str(task.get("lastStatus", "")), "starting")

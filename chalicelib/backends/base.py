@@ -106,19 +106,28 @@ class TaskState:
     status: TaskStatus
     url: str = ""
     reason: str = ""
+    launch: str = ""  # the ``start`` call that started it, when the platform says (events do)
 
 
 class Spawner(Protocol):
     max_batch: int
+    # True when every event about a task names its launch: the first one records the task on its
+    # server (``ServerLifecycle.apply_event``), so starting servers costs no write after ``start``.
+    # False: ``start``'s results are saved at once (local mode, which has no events).
+    records_from_events: bool
 
-    def start(self, environment: Handle, server_ids: Sequence[str], launch: str = "") -> list[Launched]:
+    def start(self, environment: Handle, server_ids: Sequence[str], launch: str, key: str) -> list[Launched]:
         """Start one server per id (at most ``max_batch``), one result per id, same order.
 
-        ``launch`` names this call, so that ``stop_launch`` can find what it started even when
-        the caller died before it could record the handles."""
+        ``launch`` names this call: ``tasks_of`` finds what it started, and so do events.
+        ``key`` is a random secret of this call that the caller stores with the servers: with one
+        server it is that server's token; with more, each one's token is ``token_for(key, handle)``."""
 
-    def stop_launch(self, launch: str, reason: str) -> int:
-        """Stop whatever a ``start`` call named ``launch`` left running; how many were stopped."""
+    def token_for(self, key: str, handle: Handle) -> str:
+        """The token of the server ``handle`` that a batch ``start`` with ``key`` started."""
+
+    def tasks_of(self, launch: str) -> list[Handle]:
+        """The servers a ``start`` call named ``launch`` started that still run (or are starting)."""
 
     def stop(self, handle: Handle, reason: str) -> None:
         """Ask the platform to stop a server; stopping a stopped server is not an error."""

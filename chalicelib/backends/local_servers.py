@@ -69,6 +69,10 @@ class Process:
     launch: str = ""
     exited: threading.Event = field(default_factory=threading.Event)
 
+    @property
+    def handle(self) -> Handle:
+        return {"pid": str(self.popen.pid), "port": str(self.port), "url": self.url}
+
     def watch(self) -> None:
         threading.Thread(target=self._reap, name=f"reap-{self.popen.pid}", daemon=True).start()
 
@@ -118,6 +122,7 @@ class LocalSpawner:
     """``Spawner`` port: one jupyter server process per server, run by ``culling.SERVE`` as on AWS."""
 
     max_batch = 10
+    records_from_events = False  # no events locally: start's results are saved at once
 
     def __init__(self, settings: Settings, *, grace: float = STOP_GRACE) -> None:
         self.logs = work_dir(settings) / "servers"
@@ -131,23 +136,27 @@ class LocalSpawner:
         self._launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-spawner")
         self._preexec = _parent_death_signal()
 
-    def start(self, environment: Handle, server_ids: Sequence[str], launch: str = "") -> list[Launched]:
+    def start(self, environment: Handle, server_ids: Sequence[str], launch: str, key: str) -> list[Launched]:
         if not 0 < len(server_ids) <= self.max_batch:
             raise ValueError(f"start takes 1 to {self.max_batch} server ids, got {len(server_ids)}")
-        return [self._start_one(environment, server_id, launch) for server_id in server_ids]
+        solo = len(server_ids) == 1
+        return [self._start_one(environment, server_id, launch, key if solo else "") for server_id in server_ids]
 
-    def stop_launch(self, launch: str, reason: str) -> int:
+    def token_for(self, key: str, handle: Handle) -> str:
+        """Local tokens are random and saved from ``start``'s results; a batch key is not needed."""
         with self._lock:
-            pids = [pid for pid, process in self._processes.items()
-                    if launch and process.launch == launch and not process.exited.is_set()]
-        for pid in pids:
-            self.stop({"pid": pid}, reason)
-        return len(pids)
+            process = self._processes.get(handle.get("pid", ""))
+        return process.token if process else ""
 
-    def _start_one(self, environment: Handle, server_id: str, launch: str) -> Launched:
+    def tasks_of(self, launch: str) -> list[Handle]:
+        with self._lock:
+            return [process.handle for process in self._processes.values()
+                    if launch and process.launch == launch and not process.exited.is_set()]
+
+    def _start_one(self, environment: Handle, server_id: str, launch: str, token: str) -> Launched:
         if not SERVER_ID.fullmatch(server_id):  # it names a directory and a URL path
             return Launched(server_id, failure=f"server id {server_id!r} is not usable locally")
-        port, token = self._unused_port(), secrets.token_hex(24)
+        port, token = self._unused_port(), token or secrets.token_hex(24)
         base_url = f"/user/{server_id}/"
         command = [environment.get("python") or sys.executable, "-c", SERVE, "--no-browser",
                    f"--ip={HOST}", f"--port={port}", "--ServerApp.port_retries=0",
@@ -171,7 +180,7 @@ class LocalSpawner:
             process = Process(popen, token, url, port, launch)
             process.watch()
             self._processes[str(popen.pid)] = process
-        return Launched(server_id, token=token, handle={"pid": str(popen.pid), "port": str(port), "url": url})
+        return Launched(server_id, token=token, handle=process.handle)
 
     def _unused_port(self) -> int:
         """A free port that no server of ours was given: a server binds its port a second or so after

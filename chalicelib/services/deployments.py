@@ -31,12 +31,13 @@ class DeploymentService:
         limit = self.settings.launch_rate_limit
         extra = [rate_update(self.store.dynamo, client, now=now, window=self.settings.launch_rate_window,
                              limit=limit)] if client and limit else []
-        # Claim first: an available server proves the environment is launchable, saving a read on the fast path.
-        claimed = self.store.servers.claim(environment_name, now=now, stop_at=now + self.settings.server_max_lifetime,
-                                           extra=extra)
-        if claimed:
-            return claimed, True
-        server, = self.servers.launch(self.stagings.launchable(environment_name), 1, claimed=True, extra=extra)
+        # One query finds an available server or, failing that, the staging to start one from.
+        claim = self.store.servers.claim(environment_name, now=now, stop_at=now + self.settings.server_max_lifetime,
+                                         extra=extra)
+        if claim.server:
+            return claim.server, True
+        staging = claim.staging or self.stagings.launchable(environment_name)  # not found: says why
+        server, = self.servers.launch(staging, 1, claimed=True, extra=extra)
         if server.state is ServerState.failed:
             raise Unavailable(f"No server could be started right now ({server.reason}); try again shortly.",
                               headers={"Retry-After": "30"})

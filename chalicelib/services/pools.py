@@ -7,7 +7,7 @@ from typing import Callable
 
 from chalicelib.config import Settings
 from chalicelib.errors import BinderError, Invalid, NotFound, QuotaExceeded
-from chalicelib.models import Pool
+from chalicelib.models import Pool, Staging
 from chalicelib.services.builds import BuildService
 from chalicelib.services.servers import ServerLifecycle
 from chalicelib.services.stagings import StagingService
@@ -40,33 +40,30 @@ class PoolService:
     def resize(self, environment_name: str, size: int) -> Pool:
         if size > self.settings.max_pool_size:
             raise Invalid(f"size {size} is over this deployment's maximum pool size of {self.settings.max_pool_size}.")
-        if size:
-            self.stagings.launchable(environment_name)
-        else:
-            self.stagings.get(environment_name)
+        staging = self.stagings.launchable(environment_name) if size else self.stagings.get(environment_name)
         pool = self.store.environments.set_pool_size(environment_name, size)
-        return self.balance(pool, max_batches=1)
+        self._balance(pool, staging, max_batches=1)
+        return self.store.environments.get_pool(environment_name, consistent=True) or pool
 
     def delete(self, environment_name: str) -> Pool:
         """Drain: no idle servers kept, the idle ones stopped; handed-out servers run on."""
         return self.resize(environment_name, 0)
 
-    def balance(self, pool: Pool, *, max_batches: int | None = None) -> Pool:
+    def _balance(self, pool: Pool, staging: Staging | None, max_batches: int | None) -> None:
         """Start the missing servers (in platform batches) or stop the surplus idle ones."""
         idle = pool.available + pool.starting
         if idle < pool.size:
-            self._fill(pool, pool.size - idle, max_batches)
+            self._fill(pool, staging or self.stagings.launchable(pool.environment_name), pool.size - idle, max_batches)
         elif idle > pool.size:
             for server in self.store.servers.idle(pool.environment_name)[: idle - pool.size]:
                 try:
                     self.servers.stop(server, "pool trimmed")
                 except ConditionFailed:
                     continue  # claimed meanwhile: it is no longer idle, which is what we wanted
-        return self.store.environments.get_pool(pool.environment_name, consistent=True) or pool
 
-    def _fill(self, pool: Pool, missing: int, max_batches: int | None) -> None:
+    def _fill(self, pool: Pool, staging: Staging, missing: int, max_batches: int | None) -> None:
         """Start ``missing`` idle servers in platform batches, as far as the quotas allow."""
-        staging = self.stagings.launchable(pool.environment_name)
+        self.stagings.ready(staging)
         cap = self.settings.max_servers_per_environment
         if cap:
             missing = min(missing, cap - pool.live)
@@ -83,19 +80,22 @@ class PoolService:
             missing, batches = missing - count, batches + 1
 
     def tick(self) -> dict[str, int]:
-        """The scheduled run: reconcile what fell due, then bring every pool to its size."""
+        """The scheduled run: reconcile what fell due, then bring every pool to its size.
+
+        Its cost grows with the work to do, not with the fleet: one query for what fell due, one
+        for the pools, one BatchGetItem per 100 pools that need servers, then a transaction and a
+        RunTask per batch of 10 servers started (bench/scale.py measures it)."""
         due = list(self.store.servers.due(self.clock()))
         self.servers.reconcile(due)
         builds = self.builds.reconcile()
+        unbalanced = [p for p in self.store.environments.pools() if p.size != p.available + p.starting]
+        short = [p.environment_name for p in unbalanced if p.size > p.available + p.starting]
+        stagings = self.store.environments.get_stagings(short) if short else {}
         pools = 0
-        for pool in self.store.environments.pools():
-            if pool.size == pool.available + pool.starting:
-                continue
+        for pool in unbalanced:
             try:
-                self.balance(pool)
+                self._balance(pool, stagings.get(pool.environment_name), None)
                 pools += 1
             except BinderError as error:
                 log.warning("could not balance pool %s: %s", pool.environment_name, error.message)
         return {"servers_checked": len(due), "builds_checked": builds, "pools_balanced": pools}
-
-

@@ -1,16 +1,21 @@
 """The life of a notebook server, shared by deployments, pools and the schedule.
 
-The item is always written before the task is started, so a crash between the two leaves
-a ``starting`` server without a handle that the schedule fails after ``starting_timeout``.
+The item is always written before the task is started, so a crash between the two leaves a
+``starting`` server whose task the schedule finds by its launch (or fails after
+``starting_timeout``). Where the platform's events name the launch, the task is recorded on its
+server by the first event about it, not by a write after starting it (``apply_event``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import random
 import secrets
-from typing import Callable, Sequence
+from dataclasses import replace
+from typing import Any, Callable, Sequence
 
-from chalicelib.backends.base import Spawner, TaskState
+from chalicelib.backends.base import Launched, Spawner, TaskState
 from chalicelib.config import Settings
 from chalicelib.errors import BinderError
 from chalicelib.models import LIVE_STATES, Server, ServerState, Staging
@@ -18,11 +23,20 @@ from chalicelib.store import ConditionFailed, Store
 from chalicelib.store.counters import Counted, Quotas
 
 log = logging.getLogger(__name__)
+RECORD_TRIES = 5
 
 
 def new_server_id() -> str:
     """128 random bits: an id is as good as a password for GET /deployments/{env}/{id}."""
     return secrets.token_hex(16)
+
+
+def _pick(servers: Sequence[Server], task: TaskState) -> Server:
+    """The unrecorded server a task goes to: spread by task id, so that the events of sibling
+    tasks arriving together mostly pick different servers."""
+    ordered = sorted(servers, key=lambda s: s.id)
+    digest = hashlib.sha256(task.handle.get("task_arn", "").encode()).digest()
+    return ordered[int.from_bytes(digest[:8], "big") % len(ordered)]
 
 
 class ServerLifecycle:
@@ -35,37 +49,61 @@ class ServerLifecycle:
     def launch(self, staging: Staging, count: int, *, claimed: bool, extra: Sequence[Counted] = ()) -> list[Server]:
         """Start ``count`` servers (at most one platform batch); claimed ones are handed out already.
 
-        Raises QuotaExceeded, before anything starts, if they would pass a limit."""
-        now, launch = self.clock(), secrets.token_hex(8)
-        servers = [self._new(staging, now, claimed, launch) for _ in range(count)]
+        Raises QuotaExceeded, before anything starts, if they would pass a limit. The servers
+        returned carry their task's handle and token as the platform gave them."""
+        now, launch, key = self.clock(), secrets.token_hex(8), secrets.token_hex(24)
+        servers = [self._new(staging, now, claimed, launch, key, solo=count == 1) for _ in range(count)]
         self.store.servers.create(servers, due_at=now + self.settings.check_interval, quotas=self.quotas,
                                   extra=extra)
         try:
-            results = self.spawner.start(staging.handle, [s.id for s in servers], launch)
+            results = self.spawner.start(staging.handle, [s.id for s in servers], launch, key)
         except BinderError as error:
+            # Whatever RunTask may have started anyway is stopped when its first event finds no live server.
             for server in servers:
                 self._end(server, ServerState.failed, f"could not start: {error.message}")
             raise
-        started = []
-        for server, result in zip(servers, results, strict=True):
-            if result.failure:
-                started.append(self._end(server, ServerState.failed, f"could not start: {result.failure}"))
-                continue
-            try:
-                started.append(self.store.servers.transition(
-                    server, ServerState.starting, due_at=now + self.settings.check_interval,
-                    token=result.token, handle=result.handle))
-            except ConditionFailed:
-                # Deleted while RunTask was in flight: nobody owns this task now, so stop it.
-                self.spawner.stop(result.handle, "deleted while starting")
-                started.append(self.store.servers.get(server.environment_name, server.id) or server)
+        if not self.spawner.records_from_events:
+            return [self._record(server, result, now) for server, result in zip(servers, results, strict=True)]
+        started = [s.model_copy(update={"token": r.token, "handle": r.handle, "launch_key": ""})
+                   for s, r in zip(servers, results, strict=True) if not r.failure]
+        refused = [r.failure for r in results if r.failure]
+        if refused:  # RunTask puts its failures last: fail that many servers, those first
+            return started + self._fail_unstarted(servers, len(refused), f"could not start: {refused[0]}")
         return started
 
-    def _new(self, staging: Staging, now: int, claimed: bool, launch: str) -> Server:
+    def _record(self, server: Server, result: Launched, now: int) -> Server:
+        """Save what ``start`` returned, for a platform whose events will not."""
+        if result.failure:
+            return self._end(server, ServerState.failed, f"could not start: {result.failure}")
+        try:
+            return self.store.servers.transition(server, ServerState.starting, token=result.token, handle=result.handle,
+                                                 launch_key="", due_at=now + self.settings.check_interval)
+        except ConditionFailed:
+            # Deleted while starting: nobody owns this server now, so stop it.
+            self.spawner.stop(result.handle, "deleted while starting")
+            return self.store.servers.get(server.environment_name, server.id) or server
+
+    def _fail_unstarted(self, servers: Sequence[Server], count: int, reason: str) -> list[Server]:
+        """The platform started ``count`` fewer servers than asked: end that many that no task was
+        recorded on (an event may already have recorded one on any of them)."""
+        failed: list[Server] = []
+        for server in reversed(servers):
+            if len(failed) == count:
+                break
+            try:
+                failed.append(self._end(server, ServerState.failed, reason, unbound=True))
+            except ConditionFailed:
+                continue
+        return failed
+
+    def _new(self, staging: Staging, now: int, claimed: bool, launch: str, key: str, *, solo: bool) -> Server:
+        """A server to save before starting it: alone, its token is the launch key; in a batch, its
+        token is derived from the key and its task, once known."""
         stop_at = now + self.settings.server_max_lifetime if claimed else 0
         return Server(environment_name=staging.environment_name, id=new_server_id(), state=ServerState.starting,
                       claimed=claimed, source=staging.source, launch=launch, created_at=now,
-                      claimed_at=now if claimed else 0, stop_at=stop_at)
+                      claimed_at=now if claimed else 0, stop_at=stop_at,
+                      token=key if solo else "", launch_key="" if solo else key)
 
     @property
     def quotas(self) -> Quotas:
@@ -74,84 +112,170 @@ class ServerLifecycle:
                       per_repository=s.max_servers_per_repository)
 
     def stop(self, server: Server, reason: str) -> Server:
-        """Ask the platform to stop a live server; the stop event (or the schedule) ends it."""
+        """Ask the platform to stop a live server; the stop event (or the schedule) ends it.
+
+        A server whose task is not recorded yet goes to ``stopping`` too: the event that records
+        its task stops it (or the schedule, finding no task, ends it)."""
         if server.state not in LIVE_STATES:
             return server
-        if not server.handle:
+        if not server.handle and not server.launch:
             return self._end(server, ServerState.stopped, reason)
         stopping = server
         if server.state is not ServerState.stopping:
             stopping = self.store.servers.transition(server, ServerState.stopping, reason=reason,
                                                      due_at=self.clock() + self.settings.check_interval)
-        self.spawner.stop(server.handle, reason)
+        if server.handle:
+            self.spawner.stop(server.handle, reason)
         return stopping
 
-    def apply(self, server: Server, task: TaskState) -> Server:
-        """Bring a stored server in line with what the platform reports about its task."""
+    def apply(self, server: Server, task: TaskState, *, record: bool = False) -> Server:
+        """Bring a stored server in line with what the platform reports about its task.
+
+        ``record``: the task is not on the server yet; save it (and its token) in the same write."""
         now = self.clock()
+        fields: dict[str, Any] = {}
+        if record:
+            token = server.token or self.spawner.token_for(server.launch_key, task.handle)
+            fields = {"handle": task.handle, "token": token, "launch_key": "", "unbound": True}
         if task.status == "running" and server.state is ServerState.starting:
             to = ServerState.running if server.claimed else ServerState.available
-            return self.store.servers.transition(server, to, url=task.url, due_at=self._next_check(server, to, now))
+            return self.store.servers.transition(server, to, url=task.url, due_at=self._next_check(server, to, now),
+                                                 **fields)
         if task.status == "stopped" and server.state in LIVE_STATES:
             ended = ServerState.failed if server.state is ServerState.starting else ServerState.stopped
-            return self._end(server, ended, server.reason or task.reason or "the server stopped")
-        return server
+            return self._end(server, ended, server.reason or task.reason or "the server stopped", **fields)
+        if not record:
+            return server
+        due_at = self._next_check(server, server.state, now)
+        recorded = self.store.servers.transition(server, server.state, due_at=due_at, **fields)
+        if recorded.state is ServerState.stopping:  # deleted before its task was known
+            self.spawner.stop(task.handle, recorded.reason or "stopping")
+        return recorded
 
     def apply_event(self, task: TaskState) -> Server | None:
-        """An event names a task; events repeat and arrive out of order, so apply them idempotently."""
+        """An event names a task and its launch; events repeat and arrive out of order, so apply
+        them idempotently. The first one about a task records it on a server of its launch."""
+        if not task.launch:
+            return None  # not started by this version of binderless
         arn = task.handle.get("task_arn", "")
-        server = self.store.servers.by_task(arn) if arn else None
-        if server is None:
-            return None
-        try:
-            return self.apply(server, task)
-        except ConditionFailed:
-            fresh = self.store.servers.get(server.environment_name, server.id)  # the index lagged
-            return self.apply(fresh, task) if fresh else None
+        servers = self.store.servers.of_launch(task.launch)
+        server = next((s for s in servers if s.handle.get("task_arn") == arn), None)
+        if server:
+            try:
+                return self.apply(server, task)
+            except ConditionFailed:
+                fresh = self.store.servers.get(server.environment_name, server.id)  # the index lagged
+                return self.apply(fresh, task) if fresh else None
+        unrecorded = [s for s in servers if not s.handle and s.state in LIVE_STATES]
+        for _ in range(RECORD_TRIES):
+            if not unrecorded:
+                break
+            candidate = _pick(unrecorded, task)
+            try:
+                return self.apply(candidate, task, record=True)
+            except ConditionFailed:
+                # A sibling's event recorded it, this event came twice, or the server was deleted.
+                unrecorded.remove(candidate)
+                fresh = self.store.servers.get(candidate.environment_name, candidate.id)
+                if fresh and fresh.handle.get("task_arn") == arn:
+                    return self.apply(fresh, task)
+                if fresh and not fresh.handle and fresh.state in LIVE_STATES:
+                    unrecorded.append(fresh)
+        if servers and not any(s.state in LIVE_STATES for s in servers) and task.status != "stopped":
+            # Every server of its launch ended before the task was known: nobody owns it.
+            self.spawner.stop(task.handle, "its server ended before it started")
+        elif task.status != "stopped":
+            # Its server is not in the index yet (it lags a moment): a later event, or the schedule, records it.
+            log.info("no server of launch %s to record task %s on yet", task.launch, arn)
+        return None
 
     def reconcile(self, servers: Sequence[Server]) -> None:
         """Check servers whose deadline passed: lost events, slow starts, lifetimes, stuck stops."""
         now = self.clock()
         with_task = [s for s in servers if s.handle]
         tasks = self.spawner.describe([s.handle for s in with_task]) if with_task else []
+        unchanged: list[tuple[Server, int]] = []
         for server, task in zip(with_task, tasks, strict=True):
             try:
-                self._reconcile_one(server, task, now)
+                later = self._reconcile_one(server, task, now)
             except ConditionFailed:
                 log.info("server %s changed while reconciling; next run will look again", server.id)
-        self._fail_lost_launches([s for s in servers if not s.handle], now)
-
-    def _fail_lost_launches(self, servers: Sequence[Server], now: int) -> None:
-        """Servers whose task was never recorded (the function died around RunTask): stop whatever
-        that launch started, so no task runs unowned, then end the servers."""
-        lost = [s for s in servers if s.created_at + self.settings.starting_timeout <= now]
-        for launch in sorted({s.launch for s in lost if s.launch}):
-            try:
-                self.spawner.stop_launch(launch, "its server was lost while starting")
-            except BinderError as error:
-                log.warning("could not stop launch %s: %s", launch, error.message)
-                lost = [s for s in lost if s.launch != launch]  # try again at the next run
-        for server in lost:
-            try:
-                self._end(server, ServerState.failed, "the server was lost while starting; launch a new one")
-            except ConditionFailed:
                 continue
+            if later:
+                unchanged.append((server, later))
+        self.store.servers.reschedule(unchanged)
+        self._find_unrecorded(self._group_by_launch([s for s in servers if not s.handle]), now)
 
-    def _reconcile_one(self, server: Server, task: TaskState, now: int) -> None:
-        server = self.apply(server, task)
-        if server.state not in LIVE_STATES:
+    @staticmethod
+    def _group_by_launch(servers: Sequence[Server]) -> dict[str, list[Server]]:
+        launches: dict[str, list[Server]] = {}
+        for server in servers:
+            launches.setdefault(server.launch, []).append(server)
+        return launches
+
+    def _find_unrecorded(self, launches: dict[str, list[Server]], now: int) -> None:
+        """Due servers with no task recorded: their events were lost, or the function died around
+        RunTask. Ask the platform what each launch started, record it, and end what never started."""
+        for launch, due in sorted(launches.items()):
+            try:
+                handles = self.spawner.tasks_of(launch) if launch else []
+            except BinderError as error:
+                log.warning("could not list the tasks of launch %s: %s", launch, error.message)
+                continue  # try again at the next run
+            siblings = self.store.servers.of_launch(launch) if launch else list(due)
+            known = {s.handle.get("task_arn") for s in siblings if s.handle}
+            new = [h for h in handles if h.get("task_arn") not in known]
+            for task in self.spawner.describe(new) if new else []:
+                try:
+                    recorded = self.apply_event(replace(task, launch=launch))
+                    if recorded:
+                        self._enforce_deadlines(recorded, now)
+                except (ConditionFailed, BinderError):
+                    log.info("could not record a task of launch %s; next run will look again", launch)
+            for server in due:
+                self._end_if_never_started(server, now)
+
+    def _end_if_never_started(self, server: Server, now: int) -> None:
+        fresh = self.store.servers.get(server.environment_name, server.id)
+        if fresh is None or fresh.handle or fresh.state not in LIVE_STATES:
             return
+        try:
+            if fresh.state is ServerState.stopping:
+                self._end(fresh, ServerState.stopped, fresh.reason or "stopped before it started")
+            elif fresh.created_at + self.settings.starting_timeout <= now:
+                self._end(fresh, ServerState.failed, "the server was lost while starting; launch a new one")
+            else:
+                self.store.servers.reschedule([(fresh, now + self.settings.check_interval)])
+        except ConditionFailed:
+            return
+
+    def _reconcile_one(self, server: Server, task: TaskState, now: int) -> int:
+        """Act on one due server; the time of its next check when nothing was written (else 0)."""
+        after = self.apply(server, task)
+        if self._enforce_deadlines(after, now) or after is not server:
+            return 0  # stopped, or apply saved it with its next check
+        if after.state is ServerState.stopping:
+            self.spawner.stop(after.handle, after.reason or "stopping")
+        return self._next_check(after, after.state, now)
+
+    def _enforce_deadlines(self, server: Server, now: int) -> bool:
+        """Stop a server past its lifetime or its time to start; whether it has ended or now stops."""
+        if server.state not in LIVE_STATES:
+            return True
         if server.claimed and server.stop_at and server.stop_at <= now:
             self.stop(server, "maximum lifetime reached")
-        elif server.state is ServerState.starting and server.created_at + self.settings.starting_timeout <= now:
+            return True
+        if server.state is ServerState.starting and server.created_at + self.settings.starting_timeout <= now:
             self.stop(server, f"did not start within {self.settings.starting_timeout} seconds")
-        else:
-            if server.state is ServerState.stopping:
-                self.spawner.stop(server.handle, server.reason or "stopping")
-            self.store.servers.transition(server, server.state, due_at=self._next_check(server, server.state, now))
+            return True
+        return False
 
     def _next_check(self, server: Server, state: ServerState, now: int) -> int:
         """When to look again at a live server in ``state`` if no event comes first."""
+        if state is ServerState.available:
+            # A safety net for a lost stop event; spread, so a pool filled at once is not checked at once.
+            every = self.settings.available_check_interval
+            return now + every - random.randrange(every // 4 + 1)  # noqa: S311 (spreading, not a secret)
         if state is not ServerState.running:
             return now + self.settings.check_interval
         # A handed-out server: events say when it stops; look again only at its lifetime's end,
@@ -159,6 +283,6 @@ class ServerLifecycle:
         every = self.settings.running_check_interval
         return min(server.stop_at, now + every) if every else server.stop_at
 
-    def _end(self, server: Server, state: ServerState, reason: str) -> Server:
+    def _end(self, server: Server, state: ServerState, reason: str, **fields: Any) -> Server:
         return self.store.servers.transition(server, state, reason=reason,
-                                             expires_at=self.clock() + self.settings.stopped_retention)
+                                             expires_at=self.clock() + self.settings.stopped_retention, **fields)

@@ -76,8 +76,12 @@ class StagingService:
         return staging
 
     def launchable(self, environment_name: str) -> Staging:
-        staging = self.get(environment_name)
+        return self.ready(self.get(environment_name))
+
+    @staticmethod
+    def ready(staging: Staging) -> Staging:
+        """The staging, if servers can start from it; else Conflict, saying why."""
         if staging.status is not BuildStatus.completed:
-            raise Conflict(f"The environment '{environment_name}' is not ready ({staging.status.value}"
+            raise Conflict(f"The environment '{staging.environment_name}' is not ready ({staging.status.value}"
                            f"{': ' + staging.reason if staging.reason else ''}).")
         return staging

@@ -12,8 +12,9 @@ Key layout (one table, see DESIGN.md):
 Global secondary indexes (all sparse, projecting everything):
 
     by-repository  repository / created_at   builds of a repository
-    available      avail_env / created_at    servers while they are ``available`` (claims)
-    by-task        task_arn                  servers by their platform handle (events)
+    available      avail_env / created_at    servers while they are ``available`` (claims), and
+                                             each launchable environment's staging (cold starts)
+    by-launch      launch                    servers by the platform call that started them (events)
     by-kind        kind_pk / kind_sk         pools ("POOL"), tokens ("TOKEN") and work that
                                              falls due ("DUE#SERVER", "DUE#BUILD" by epoch)
 """
@@ -35,10 +36,11 @@ THROTTLING = frozenset({
     "InternalServerError", "ServiceUnavailable", "TransactionInProgressException",
 })
 TRANSACTION_ATTEMPTS = 4
+BATCH_GET_KEYS = 100  # DynamoDB's limit for one BatchGetItem
 INDEXES = {
     "by-repository": ("repository", "created_at"),
     "available": ("avail_env", "created_at"),
-    "by-task": ("task_arn", None),
+    "by-launch": ("launch", None),
     "by-kind": ("kind_pk", "kind_sk"),
 }
 
@@ -187,6 +189,20 @@ class Dynamo:
             kwargs["ExpressionAttributeValues"] = dict(vals)
         return kwargs
 
+    def batch_get(self, keys: Sequence[tuple[str, str]]) -> Iterator[dict[str, Any]]:
+        """The items that exist among ``keys`` (pk, sk), 100 keys to a call, in no particular order."""
+        for start in range(0, len(keys), BATCH_GET_KEYS):
+            wanted = [serialize({"pk": pk, "sk": sk}) for pk, sk in dict.fromkeys(keys[start:start + BATCH_GET_KEYS])]
+            for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+                reply = self.call("batch_get_item", RequestItems={self.table_name: {"Keys": wanted}})
+                yield from map(deserialize, reply.get("Responses", {}).get(self.table_name, []))
+                wanted = reply.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
+                if not wanted:
+                    break
+                if attempt == TRANSACTION_ATTEMPTS:
+                    raise Unavailable("The database is busy; try again in a moment.", headers={"Retry-After": "1"})
+                time.sleep(random.uniform(0.01, 0.05) * attempt)  # noqa: S311 (jitter, not a secret)
+
     def transact(self, actions: Sequence[Mapping[str, Any]]) -> None:
         self.call("transact_write_items", TransactItems=list(actions))
 
@@ -219,7 +235,7 @@ class Dynamo:
     def create_table(self) -> None:
         """Create the table as infra/ does (used by tests and local mode)."""
         attributes: dict[str, Any] = {"pk": "S", "sk": "S", "repository": "S", "created_at": "N", "avail_env": "S",
-                      "task_arn": "S", "kind_pk": "S", "kind_sk": "S"}
+                                      "launch": "S", "kind_pk": "S", "kind_sk": "S"}
         indexes: list[Any] = []
         for name, (hash_key, range_key) in INDEXES.items():
             schema = [{"AttributeName": hash_key, "KeyType": "HASH"}]

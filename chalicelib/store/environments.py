@@ -1,17 +1,19 @@
 """Stagings and pools: ``ENV#<environment-name>`` / ``STAGING`` and ``POOL`` items.
 
 Every environment gets a pool item (size 0) when it is staged: it holds the counters of
-servers handed out, so ``GET /pools/{env}`` is one read and the counters are exact.
+servers handed out, so ``GET /pools/{env}`` is one read and the counters are exact. A staging
+that completes joins the ``available`` index (see ``ServerStore.claim``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
-from chalicelib.models import Pool, Staging
+from chalicelib.models import BuildStatus, Pool, Staging
 from chalicelib.store.dynamo import ConditionFailed, Dynamo, assignments, serialize, values
 
 POOL_KIND = "POOL"
+STAGING = "STAGING"
 
 
 def env_pk(environment_name: str) -> str:
@@ -29,8 +31,14 @@ class EnvironmentStore:
     # stagings
 
     def get_staging(self, environment_name: str) -> Staging | None:
-        item = self.db.get(env_pk(environment_name), "STAGING")
+        item = self.db.get(env_pk(environment_name), STAGING)
         return Staging.model_validate(item) if item else None
+
+    def get_stagings(self, environment_names: Sequence[str]) -> dict[str, Staging]:
+        """Several stagings by name, 100 to a BatchGetItem (the schedule's fills); missing ones left out."""
+        keys = [(env_pk(name), STAGING) for name in environment_names]
+        return {staging.environment_name: staging
+                for staging in map(Staging.model_validate, self.db.batch_get(keys))}
 
     def create_staging(self, staging: Staging) -> bool:
         """Save a new staging and its empty pool in one transaction; False if the name is taken."""
@@ -39,7 +47,7 @@ class EnvironmentStore:
         try:
             self.db.transact([
                 {"Put": {"TableName": self.db.table_name, "ConditionExpression": "attribute_not_exists(pk)",
-                         "Item": serialize({"pk": pk, "sk": "STAGING", **staging.model_dump(mode="json")})}},
+                         "Item": serialize({"pk": pk, "sk": STAGING, **staging.model_dump(mode="json")})}},
                 {"Put": {"TableName": self.db.table_name, "ConditionExpression": "attribute_not_exists(pk)",
                          "Item": serialize({"pk": pk, "sk": "POOL", "kind_pk": POOL_KIND,
                                             "kind_sk": staging.environment_name, **pool.model_dump()})}},
@@ -49,9 +57,13 @@ class EnvironmentStore:
         return True
 
     def finish_staging(self, staging: Staging, **fields: Any) -> Staging:
-        """Record the outcome of a pending staging (status, reason, handle)."""
+        """Record the outcome of a pending staging (status, reason, handle).
+
+        A completed one joins the ``available`` index, where a launch's first query finds it."""
+        if fields.get("status") == BuildStatus.completed.value:
+            fields = fields | {"avail_env": staging.environment_name}
         sets, names, vals = assignments(fields)
-        item = self.db.update(env_pk(staging.environment_name), "STAGING", f"SET {sets}",
+        item = self.db.update(env_pk(staging.environment_name), STAGING, f"SET {sets}",
                               condition="#expected = :pending", names=names | {"#expected": "status"},
                               vals=vals | values(pending="pending"))
         return Staging.model_validate(item)

@@ -8,17 +8,28 @@ transaction. So the counters are exact and no server is ever handed out twice.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
-from chalicelib.models import LIVE_STATES, SERVER_TRANSITIONS, Server, ServerState
+from chalicelib.models import LIVE_STATES, SERVER_TRANSITIONS, Server, ServerState, Staging
 from chalicelib.store.counters import Counted, Quotas, quota_error, server_counts
 from chalicelib.store.dynamo import ConditionFailed, Dynamo, assignments, serialize, values
-from chalicelib.store.environments import env_pk
+from chalicelib.store.environments import STAGING, env_pk
 
 DUE_SERVER = "DUE#SERVER"
 CLAIM_CANDIDATES = 10
 CLAIM_ROUNDS = 5
 NO_QUOTAS = Quotas()
+TRANSACTION_ITEMS = 100  # DynamoDB's limit on the actions of one TransactWriteItems
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a launch's first query found: a server handed out, and the environment's staging
+    when it is launchable (so a cold start needs no second read)."""
+
+    server: Server | None
+    staging: Staging | None
 
 
 def due_key(epoch: int) -> str:
@@ -33,7 +44,8 @@ def _index_attributes(server: Server, due_at: int | None, expires_at: int | None
     """The sparse index attributes that follow from a server's state (None = absent)."""
     return {
         "avail_env": server.environment_name if server.state is ServerState.available else None,
-        "task_arn": server.handle.get("task_arn") or None,
+        "launch": server.launch or None,  # the by-launch index: an empty string cannot be a key
+        "task_arn": server.handle.get("task_arn") or None,  # present once the task is recorded
         "kind_pk": DUE_SERVER if due_at is not None else None,
         "kind_sk": due_key(due_at) if due_at is not None else None,
         "expires_at": expires_at,
@@ -60,10 +72,10 @@ class ServerStore:
             if server.state in LIVE_STATES:
                 yield server
 
-    def by_task(self, task_arn: str) -> Server | None:
-        for item in self.db.query("task_arn = :arn", values(arn=task_arn), index="by-task", limit=1):
-            return _from_item(item)
-        return None
+    def of_launch(self, launch: str) -> list[Server]:
+        """The servers one platform call started (at most a batch): an event finds its server here."""
+        return [_from_item(item) for item in self.db.query("launch = :launch", values(launch=launch),
+                                                           index="by-launch")]
 
     def due(self, now: int) -> Iterator[Server]:
         """Servers whose next check has fallen due: slow starts, lost events, lifetimes."""
@@ -89,8 +101,47 @@ class ServerStore:
         self._transact(actions, counted)
 
     def transition(self, server: Server, to: ServerState, *, due_at: int | None = None,
-                   expires_at: int | None = None, extra: Sequence[Counted] = (), **fields: Any) -> Server:
-        """Move ``server`` to state ``to`` if nobody moved it first (else ConditionFailed)."""
+                   expires_at: int | None = None, extra: Sequence[Counted] = (), unbound: bool = False,
+                   **fields: Any) -> Server:
+        """Move ``server`` to state ``to`` if nobody moved it first (else ConditionFailed).
+
+        ``unbound``: also only if no task is recorded on it yet (binding a task to its server)."""
+        update = self._update(server, to, due_at, expires_at, unbound, fields)
+        after = server.model_copy(update={"state": to, **fields})
+        buckets = self._buckets(server, after)
+        live = int(after.state in LIVE_STATES) - int(server.state in LIVE_STATES)
+        counted = [*extra, *server_counts(self.db, server.environment_name, server.source, buckets, live,
+                                          NO_QUOTAS)] if buckets or live or extra else []
+        self._transact([{"Update": update}], counted)
+        return after
+
+    def reschedule(self, servers: Sequence[tuple[Server, int]]) -> int:
+        """Move the next check of servers whose state stays as it is: up to 100 in one transaction.
+
+        Each update is conditional on the server being unchanged; a chunk that meets a changed
+        server is written one by one instead, skipping the changed ones. How many moved."""
+        moved = 0
+        for start in range(0, len(servers), TRANSACTION_ITEMS):
+            chunk = servers[start:start + TRANSACTION_ITEMS]
+            updates = [self._update(server, server.state, due_at, None, False, {}) for server, due_at in chunk]
+            if len(updates) > 1:
+                try:
+                    self.db.transact([{"Update": update} for update in updates])
+                    moved += len(updates)
+                    continue
+                except ConditionFailed:
+                    pass
+            for update in updates:
+                try:
+                    self.db.call("update_item", **update)
+                    moved += 1
+                except ConditionFailed:
+                    continue  # it changed meanwhile; whoever changed it set its next check
+        return moved
+
+    def _update(self, server: Server, to: ServerState, due_at: int | None, expires_at: int | None,
+                unbound: bool, fields: dict[str, Any]) -> dict[str, Any]:
+        """The conditional UpdateItem arguments of one transition."""
         if to is not server.state and to not in SERVER_TRANSITIONS[server.state]:
             raise ConditionFailed(f"server {server.state.value} -> {to.value}")
         after = server.model_copy(update={"state": to, **fields})
@@ -100,38 +151,38 @@ class ServerStore:
         sets, names, vals = assignments(changes | {k: v for k, v in indexed.items() if v is not None})
         removed = [k for k, v in indexed.items() if v is None]
         expression = f"SET {sets}" + (f" REMOVE {', '.join(removed)}" if removed else "")
-        update = self.db.update_args(
-            *_key(server), expression,
-            condition="#was = :was AND #claimed_was = :claimed_was",
+        condition = "#was = :was AND #claimed_was = :claimed_was"
+        if unbound:
+            condition += " AND attribute_not_exists(task_arn)"
+        return self.db.update_args(
+            *_key(server), expression, condition=condition,
             names=names | {"#was": "state", "#claimed_was": "claimed"},
             vals=vals | values(was=server.state.value, claimed_was=server.claimed),
         )
-        buckets = self._buckets(server, after)
-        live = int(after.state in LIVE_STATES) - int(server.state in LIVE_STATES)
-        counted = [*extra, *server_counts(self.db, server.environment_name, server.source, buckets, live,
-                                          NO_QUOTAS)] if buckets or live or extra else []
-        self._transact([{"Update": update}], counted)
-        return after
 
-    def claim(self, environment_name: str, *, now: int, stop_at: int,
-              extra: Sequence[Counted] = ()) -> Server | None:
+    def claim(self, environment_name: str, *, now: int, stop_at: int, extra: Sequence[Counted] = ()) -> Claim:
         """Hand out one available server: a query, then one conditional transaction per try.
 
-        Concurrent claimers see the same first items of the index, so each tries a few of them
-        in random order; only when every candidate of a round was taken does it ask again."""
+        The ``available`` index holds an environment's available servers and, once it is
+        launchable, its staging (the oldest item, so it comes first): the same query tells a cold
+        start what to start. Concurrent claimers see the same first items, so each tries a few of
+        them in random order; only when every candidate of a round was taken does it ask again."""
+        staging = None
         for _ in range(CLAIM_ROUNDS):
-            candidates = [_from_item(item) for item in self.db.query(
-                "avail_env = :env", values(env=environment_name), index="available", limit=CLAIM_CANDIDATES)]
+            items = list(self.db.query("avail_env = :env", values(env=environment_name), index="available",
+                                       limit=CLAIM_CANDIDATES + 1))
+            candidates = [_from_item(item) for item in items if item["sk"] != STAGING]
+            staging = next((Staging.model_validate(item) for item in items if item["sk"] == STAGING), staging)
             random.shuffle(candidates)
             for server in candidates:
                 try:
-                    return self.transition(server, ServerState.running, due_at=stop_at, claimed=True,
-                                           claimed_at=now, stop_at=stop_at, extra=extra)
+                    return Claim(self.transition(server, ServerState.running, due_at=stop_at, claimed=True,
+                                                 claimed_at=now, stop_at=stop_at, extra=extra), staging)
                 except ConditionFailed:
                     continue  # somebody else claimed it (or the index lagged the table): try the next one
-            if len(candidates) < CLAIM_CANDIDATES:
-                return None  # the pool had no more than these, and all are gone
-        return None
+            if len(items) <= CLAIM_CANDIDATES:
+                break  # the pool had no more than these, and all are gone
+        return Claim(None, staging)
 
     def _transact(self, actions: list[dict[str, Any]], counted: Sequence[Counted]) -> None:
         """Write ``actions`` with the counter updates; a refused counter becomes QuotaExceeded."""
