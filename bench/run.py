@@ -149,19 +149,13 @@ def local_bench(result: dict[str, Any]) -> list[str]:
 
 
 def scale(result: dict[str, Any]) -> list[str]:
-    def counted(r: dict[str, Any], key: str, *operations: str) -> Any:
-        calls = r.get("calls") or {}
-        if key in r or not calls:
-            return r.get(key)
-        return sum(calls.get(op, 0) for op in operations or calls)
-
-    columns = ("pools", "servers", "total calls", "RunTask", "writes", "Scan", "seconds")
-    lines = ["  " + "".join(f"{c:>12}" for c in columns)]
+    """One row per fleet size; RunTask must stay within its bound (the sum of ceil(missing / 10)), Scan at 0."""
+    columns = ("pools", "servers", "due", "calls", "RunTask", "bound", "writes", "Scan", "tick s")
+    keys = ("pools", "servers", "due", "total_calls", "run_task", "run_task_bound", "writes", "scan", "seconds")
+    lines = ["  " + "".join(f"{c:>9}" for c in columns) + "      ok"]
     for r in result.get("rows", []):
-        values = (r.get("pools"), r.get("servers"), counted(r, "total_calls"), counted(r, "run_task", "RunTask"),
-                  counted(r, "writes", *WRITES), counted(r, "scan", "Scan"), r.get("seconds"))
-        lines.append("  " + "".join(f"{'-' if v is None else f'{v:.2f}' if isinstance(v, float) else v:>12}"
-                                    for v in values))
+        ok = r.get("scan") == 0 and r.get("run_task", 0) <= r.get("run_task_bound", 0)
+        lines.append("  " + "".join(f"{'-' if r.get(k) is None else r[k]:>9}" for k in keys) + f"      {mark(ok)}")
     return lines
 
 

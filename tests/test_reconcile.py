@@ -231,3 +231,20 @@ def test_a_server_deleted_before_its_task_existed_ends_when_the_schedule_finds_n
 
     assert client.http.get(f"/deployments/{environment}/{server_id}").status_code == 410
     assert pool_of(client, world, environment)["running"] == 0
+
+
+def test_rescheduled_checks_go_100_to_a_transaction_and_skip_a_server_that_changed(client: Any, world: World) -> None:
+    environment = staged(client, world)
+    resize(client, environment, 3)
+    run_all_starting(client, world, environment)
+    servers = world.services.store.servers
+    available = sorted(servers.live(environment), key=lambda s: s.id)
+    claimed = servers.claim(environment, now=world.clock(), stop_at=world.clock() + 60).server
+    assert claimed is not None  # one of the three changed since they were read
+
+    moved = servers.reschedule([(server, world.clock() + 5) for server in available])
+
+    assert moved == 2
+    due = {s.id for s in servers.due(world.clock() + 5)}
+    assert due == {s.id for s in available} - {claimed.id}
+    assert servers.get(environment, claimed.id).state.value == "running"  # type: ignore[union-attr]
