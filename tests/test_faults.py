@@ -10,6 +10,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib.errors import Unavailable
+from chalicelib.models import ServerState
 from tests.conftest import World, auth, body
 from tests.helpers import REPO, pool_of, set_task_status, staged, task_event, tick
 
@@ -185,3 +186,17 @@ def test_a_task_that_outlives_its_failed_launch_is_stopped_by_its_first_event(cl
     task = world.ecs.describe_tasks(cluster="binderless", tasks=[task_arn])["tasks"][0]
     assert task["desiredStatus"] == "STOPPED"  # nobody owns it: stopped, not left running
     assert pool_of(client, world, environment)["running"] == 0
+
+
+def test_a_task_whose_server_already_ended_is_stopped_when_it_reports_running(client: Any, world: World) -> None:
+    environment = staged(client, world)
+    server_id = body(client.http.post(f"/deployments/{environment}", body=""))["id"]
+    (task_arn,) = world.ecs.list_tasks(cluster="binderless", desiredStatus="RUNNING")["taskArns"]
+    task_event(client, world, task_arn, "PROVISIONING")  # recorded on its server
+    server = world.services.store.servers.get(environment, server_id)
+    assert server is not None
+    world.services.servers._end(server, ServerState.failed, "could not start: ECS RunTask timed out")
+
+    task_event(client, world, task_arn, "RUNNING")
+
+    assert world.ecs.describe_tasks(cluster="binderless", tasks=[task_arn])["tasks"][0]["desiredStatus"] == "STOPPED"

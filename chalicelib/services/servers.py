@@ -144,6 +144,10 @@ class ServerLifecycle:
         if task.status == "stopped" and server.state in LIVE_STATES:
             ended = ServerState.failed if server.state is ServerState.starting else ServerState.stopped
             return self._end(server, ended, server.reason or task.reason or "the server stopped", **fields)
+        if server.state not in LIVE_STATES and task.status != "stopped":
+            # Ended here while its task runs on (say RunTask failed for us but started it): stop it.
+            self.spawner.stop(task.handle, server.reason or "its server has ended")
+            return server
         if not record:
             return server
         due_at = self._next_check(server, server.state, now)
