@@ -39,6 +39,30 @@ def snapshot(world: World) -> list[str]:
     return sorted(json.dumps(i, sort_keys=True) for i in world.dynamodb.scan(TableName="binderless")["Items"])
 
 
+class Killed(BaseException):
+    """What the Lambda runtime does to a function past its timeout: nothing after it runs."""
+
+
+def launch_failing(client: Any, world: World, environment: str, error: BaseException, *, after_runtask: bool) -> Any:
+    """POST /deployments with ``error`` raised where RunTask is called: instead of it, or once it
+    has started the task. The reply, or None if the function was killed."""
+    spawner = world.services.servers.spawner
+    original = spawner.start
+
+    def start(*args: Any, **kwargs: Any) -> Any:
+        if after_runtask:
+            original(*args, **kwargs)
+        raise error
+
+    spawner.start = start  # type: ignore[method-assign]
+    try:
+        return client.http.post(f"/deployments/{environment}", body="")
+    except Killed:
+        return None
+    finally:
+        spawner.start = original  # type: ignore[method-assign]
+
+
 def test_dynamodb_throttling_is_a_503_and_changes_nothing(client: Any, world: World) -> None:
     environment = staged(client, world)
     before = snapshot(world)
@@ -94,21 +118,7 @@ def test_a_codebuild_start_error_fails_the_build_with_a_reason_and_a_retry_build
 def test_a_lambda_killed_between_the_item_and_runtask_leaves_nothing_behind(client: Any, world: World) -> None:
     environment = staged(client, world)
 
-    class Killed(BaseException):
-        """What the Lambda runtime does to a function past its timeout: nothing after it runs."""
-
-    def killed(*args: Any, **kwargs: Any) -> Any:
-        raise Killed()
-
-    spawner = world.services.servers.spawner
-    original = spawner.start
-    spawner.start = killed  # type: ignore[method-assign]
-    try:
-        client.http.post(f"/deployments/{environment}", body="")
-    except Killed:
-        pass
-    finally:
-        spawner.start = original  # type: ignore[method-assign]
+    launch_failing(client, world, environment, Killed(), after_runtask=False)
     assert pool_of(client, world, environment)["running"] == 1  # the item was written first
 
     world.clock.advance(world.settings.starting_timeout)
@@ -118,30 +128,9 @@ def test_a_lambda_killed_between_the_item_and_runtask_leaves_nothing_behind(clie
     assert list(world.services.store.servers.live(environment)) == []
 
 
-class Killed(BaseException):
-    """The function is stopped right after RunTask answered, before it could reply or write."""
-
-
-def launch_and_die_after_runtask(client: Any, world: World, environment: str) -> None:
-    spawner = world.services.servers.spawner
-    original = spawner.start
-
-    def start_then_die(*args: Any, **kwargs: Any) -> Any:
-        original(*args, **kwargs)
-        raise Killed()
-
-    spawner.start = start_then_die  # type: ignore[method-assign]
-    try:
-        client.http.post(f"/deployments/{environment}", body="")
-    except Killed:
-        pass
-    finally:
-        spawner.start = original  # type: ignore[method-assign]
-
-
 def test_a_lambda_killed_after_runtask_loses_nothing_its_task_event_records_it(client: Any, world: World) -> None:
     environment = staged(client, world)
-    launch_and_die_after_runtask(client, world, environment)
+    launch_failing(client, world, environment, Killed(), after_runtask=True)
     (task_arn,) = world.ecs.list_tasks(cluster="binderless", desiredStatus="RUNNING")["taskArns"]
 
     task_event(client, world, task_arn, "RUNNING")  # nothing was written after RunTask, and nothing had to be
@@ -153,7 +142,7 @@ def test_a_lambda_killed_after_runtask_loses_nothing_its_task_event_records_it(c
 def test_a_lambda_killed_after_runtask_with_its_events_lost_is_found_by_the_schedule(client: Any,
                                                                                     world: World) -> None:
     environment = staged(client, world)
-    launch_and_die_after_runtask(client, world, environment)
+    launch_failing(client, world, environment, Killed(), after_runtask=True)
     (task_arn,) = world.ecs.list_tasks(cluster="binderless", desiredStatus="RUNNING")["taskArns"]
     set_task_status(world, task_arn, "RUNNING")
 
@@ -167,18 +156,8 @@ def test_a_lambda_killed_after_runtask_with_its_events_lost_is_found_by_the_sche
 def test_a_task_that_outlives_its_failed_launch_is_stopped_by_its_first_event(client: Any, world: World) -> None:
     environment = staged(client, world)
     # RunTask timed out from the function's side but ECS started the task: the server is failed.
-    spawner = world.services.servers.spawner
-    original = spawner.start
-
-    def start_then_time_out(*args: Any, **kwargs: Any) -> Any:
-        original(*args, **kwargs)
-        raise Unavailable("ECS RunTask timed out")
-
-    spawner.start = start_then_time_out  # type: ignore[method-assign]
-    try:
-        assert client.http.post(f"/deployments/{environment}", body="").status_code == 503
-    finally:
-        spawner.start = original  # type: ignore[method-assign]
+    reply = launch_failing(client, world, environment, Unavailable("ECS RunTask timed out"), after_runtask=True)
+    assert reply.status_code == 503
     (task_arn,) = world.ecs.list_tasks(cluster="binderless", desiredStatus="RUNNING")["taskArns"]
 
     task_event(client, world, task_arn, "PROVISIONING")
