@@ -208,35 +208,30 @@ class ServerLifecycle:
             if later:
                 unchanged.append((server, later))
         self.store.servers.reschedule(unchanged)
-        self._find_unrecorded(self._group_by_launch([s for s in servers if not s.handle]), now)
+        self._find_unrecorded([s for s in servers if not s.handle], now)
 
-    @staticmethod
-    def _group_by_launch(servers: Sequence[Server]) -> dict[str, list[Server]]:
-        launches: dict[str, list[Server]] = {}
-        for server in servers:
-            launches.setdefault(server.launch, []).append(server)
-        return launches
-
-    def _find_unrecorded(self, launches: dict[str, list[Server]], now: int) -> None:
+    def _find_unrecorded(self, servers: Sequence[Server], now: int) -> None:
         """Due servers with no task recorded: their events were lost, or the function died around
-        RunTask. Ask the platform what each launch started, record it, and end what never started."""
-        for launch, due in sorted(launches.items()):
+        RunTask. Ask the platform what each launch started, record it as its events would have,
+        and end what never started."""
+        unreachable = set()
+        for launch in sorted({s.launch for s in servers if s.launch}):
             try:
-                handles = self.spawner.tasks_of(launch) if launch else []
+                handles = self.spawner.tasks_of(launch)
+                tasks = self.spawner.describe(handles) if handles else []
             except BinderError as error:
                 log.warning("could not list the tasks of launch %s: %s", launch, error.message)
-                continue  # try again at the next run
-            siblings = self.store.servers.of_launch(launch) if launch else list(due)
-            known = {s.handle.get("task_arn") for s in siblings if s.handle}
-            new = [h for h in handles if h.get("task_arn") not in known]
-            for task in self.spawner.describe(new) if new else []:
+                unreachable.add(launch)  # try again at the next run
+                continue
+            for task in tasks:
                 try:
                     recorded = self.apply_event(replace(task, launch=launch))
                     if recorded:
                         self._enforce_deadlines(recorded, now)
                 except (ConditionFailed, BinderError):
                     log.info("could not record a task of launch %s; next run will look again", launch)
-            for server in due:
+        for server in servers:
+            if server.launch not in unreachable:
                 self._end_if_never_started(server, now)
 
     def _end_if_never_started(self, server: Server, now: int) -> None:
