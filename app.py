@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-from chalice.app import Chalice, CloudWatchEvent, CORSConfig, Rate, Request, Response
+from chalice.app import Chalice, CloudWatchEvent, CORSConfig, Rate
 
 from chalicelib.config import get_settings
 from chalicelib.context import get_services
-from chalicelib.errors import error_body
 from chalicelib.logs import configure_logging
+from chalicelib.origins import ALLOW_HEADERS, EXPOSE_HEADERS, MAX_AGE
 from chalicelib.routes.builds import builds
 from chalicelib.routes.deployments import deployments
 from chalicelib.routes.meta import meta
+from chalicelib.routes.middleware import errors_as_json, guard_origins
 from chalicelib.routes.pools import pools
 from chalicelib.routes.stagings import stagings
 
 app = Chalice(app_name="binderless")
 # Thebe-style pages call the API from other origins; set before the blueprints so every route gets it.
-app.api.cors = CORSConfig(allow_origin="*", allow_headers=["Authorization", "Content-Type"], max_age=600)
+# API Gateway answers their preflights from this; `guard_origins` narrows it to the allowed origins.
+app.api.cors = CORSConfig(allow_origin="*", allow_headers=list(ALLOW_HEADERS), expose_headers=list(EXPOSE_HEADERS),
+                          max_age=MAX_AGE)
 logger = configure_logging()
 # Read at import: `chalice package`/`deploy` import this module with the stage's variables set,
 # so the event rules match only this stage's CodeBuild project and ECS cluster.
@@ -28,17 +31,8 @@ for blueprint in (builds, stagings, deployments, pools, meta):
     app.register_blueprint(blueprint)
 
 
-@app.middleware("http")
-def chalice_errors_as_json(event: Request, get_response: Callable[[Request], Response]) -> Response:
-    """Chalice answers unknown routes, wrong methods and content types itself; give those our shape too."""
-    response = get_response(event)
-    body = response.body
-    if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
-        code = str(body["Code"]).removesuffix("Error") or "Error"
-        return Response(body=error_body(code, str(body.get("Message", ""))),
-                        headers={**response.headers, "Content-Type": "application/json"},
-                        status_code=response.status_code)
-    return response
+for middleware in (errors_as_json, guard_origins):
+    app.register_middleware(middleware, "http")
 
 
 @app.on_cw_event({"source": ["aws.codebuild"], "detail-type": ["CodeBuild Build State Change"],

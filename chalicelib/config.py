@@ -46,7 +46,7 @@ DEFAULT_SERVICE_CATALOG: dict[str, Any] = {
 }
 
 
-_CSV_FIELDS = frozenset({"subnets", "security_groups", "public_endpoints", "allowed_hosts"})
+_CSV_FIELDS = frozenset({"subnets", "security_groups", "public_endpoints", "allowed_hosts", "cors_origins"})
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -120,6 +120,13 @@ class Settings(BaseModel):
     admin_token: str = Field("", repr=False)
     public_endpoints: tuple[str, ...] = DEFAULT_PUBLIC_ENDPOINTS
 
+    # Browser origins (scheme://host[:port]) whose pages may call the API and the notebook servers;
+    # "*" is any origin. AWS stages default to "*" (servers are sandboxed tasks, as on mybinder.org);
+    # local mode to none (its servers run as the user): requests from other origins get 403.
+    cors_origins: tuple[str, ...] = ("*",)
+    # Local mode only: serve on a non-loopback HOST. Then building needs an API token.
+    allow_remote: bool = False
+
     # Git hosts a repository URL may name ("*": any public host); local mode accepts any host.
     allowed_hosts: tuple[str, ...] = DEFAULT_ALLOWED_HOSTS
 
@@ -132,6 +139,13 @@ class Settings(BaseModel):
 
         validate_catalog(catalog)  # a malformed operator catalog fails at start, not at the first staging
         return catalog
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _valid_origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        from chalicelib.origins import normalize_origins
+
+        return normalize_origins(origins)
 
     @field_validator("allowed_hosts")
     @classmethod

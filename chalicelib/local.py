@@ -1,7 +1,7 @@
 """Local mode: ``python -m chalicelib.local`` (``make run``) serves the whole API with no AWS account.
 
 One process: the Chalice app on Chalice's own local server (http://127.0.0.1:8000, or HOST and
-PORT), DynamoDB from an embedded moto server (or whatever AWS_ENDPOINT_URL names, e.g. DynamoDB
+PORT), DynamoDB from an embedded moto server, atomic per request (or whatever AWS_ENDPOINT_URL names, e.g. DynamoDB
 Local), the local backend (git clones, ``jupyter server`` processes) and a timer thread standing in
 for the scheduled function. Ctrl-C (or SIGTERM) stops it and every notebook server it started.
 """
@@ -40,7 +40,13 @@ LOCAL_DEFAULTS = {
     "BINDERLESS_RUNNING_CHECK_INTERVAL": "1",  # so a handed-out server that exits is noticed too
     "BINDERLESS_BUILD_POLL_AFTER": "1",  # likewise for builds: poll() on the next tick
     "AWS_DEFAULT_REGION": "us-east-1",
+    # Local servers run repositories' code as the user: no page from another origin may launch one
+    # (or build) unless the operator lists it, e.g. a Thebe page under development.
+    "BINDERLESS_CORS_ORIGINS": "",
 }
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# With remote access on, anybody who reaches the port could otherwise build (run setup code) as you.
+TOKEN_ONLY_WHEN_REMOTE = "builds.create"
 
 
 class CannotStart(Exception):
@@ -81,6 +87,23 @@ def load_chalice_config() -> Config:
     return config
 
 
+def check_remote_access(host: str) -> None:
+    """Loopback only, unless the operator opts in (BINDERLESS_ALLOW_REMOTE=1); then builds need a token."""
+    remote = host not in LOOPBACK
+    opted_in = os.environ.get("BINDERLESS_ALLOW_REMOTE", "").strip().lower() in ("1", "true", "yes")
+    if remote and not opted_in:
+        raise CannotStart(f"binderless local mode serves only on loopback (127.0.0.1), not on {host}: it runs "
+                          "repositories' code as you. Set BINDERLESS_ALLOW_REMOTE=1 to serve other machines "
+                          "(builds then need an API token).")
+    os.environ["BINDERLESS_ALLOW_REMOTE"] = "true" if remote else "false"
+    if remote:
+        from chalicelib.config import DEFAULT_PUBLIC_ENDPOINTS
+
+        public = os.environ.get("BINDERLESS_PUBLIC_ENDPOINTS", ",".join(DEFAULT_PUBLIC_ENDPOINTS))
+        os.environ["BINDERLESS_PUBLIC_ENDPOINTS"] = ",".join(
+            name for name in public.split(",") if name.strip() and name.strip() != TOKEN_ONLY_WHEN_REMOTE)
+
+
 def ensure_admin_token() -> None:
     """BINDERLESS_ADMIN_TOKEN, or a fresh one that this run accepts as the admin token."""
     if not os.environ.get("BINDERLESS_ADMIN_TOKEN"):
@@ -95,10 +118,10 @@ def start_database(cleanup: ExitStack) -> str:
         for name, value in FAKE_CREDENTIALS.items():
             os.environ.setdefault(name, value)  # DynamoDB Local accepts any credentials
         return f"{external} (AWS_ENDPOINT_URL)"
-    from moto.server import ThreadedMotoServer
+    from chalicelib.local_database import AtomicMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per tick's queries otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = AtomicMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     cleanup.callback(server.stop)
     host, port = server.get_host_and_port()
@@ -135,10 +158,16 @@ def stop_servers(services: Services) -> None:
 
 def serve(config: Config, host: str, port: int, cleanup: ExitStack) -> LocalDevServer:
     """Chalice's local server (what ``chalice local`` runs) in a thread; the main thread waits for signals."""
-    from chalice.local import create_local_server
+    from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer
 
+    from chalicelib.local_http import LocalRequestHandler
+
+    app = config.chalice_app
+    # What chalice.local.create_local_server does: the current request becomes thread-local.
+    CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
+    app.__class__ = CustomLocalChalice
     try:
-        server = create_local_server(config.chalice_app, config, host, port)
+        server = LocalDevServer(app, config, host, port, handler_cls=LocalRequestHandler)
     except OSError as error:  # most likely the port is taken
         raise CannotStart(f"binderless local mode could not start on {host}:{port}: {error}") from None
     cleanup.callback(server.server.server_close)
@@ -155,6 +184,7 @@ def banner(url: str, settings: Settings, database: str) -> str:
         f"  admin token  {settings.admin_token}",
         f"  database     {database}",
         f"  work dir     {work_dir(settings)}",
+        f"  origins      {', '.join(settings.cors_origins) or 'none'} (pages that may call it: BINDERLESS_CORS_ORIGINS)",
         f"  try          curl -H 'Authorization: token {settings.admin_token}' {url}/pools",
         "Ctrl-C stops it and every notebook server it started.",
     ])
@@ -163,6 +193,7 @@ def banner(url: str, settings: Settings, database: str) -> str:
 def run(host: str, port: int, stop: threading.Event) -> None:
     with ExitStack() as cleanup:
         config = load_chalice_config()
+        check_remote_access(host)
         ensure_admin_token()
         database = start_database(cleanup)
         services = start_services()

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from moto.moto_api import state_manager
-from moto.server import ThreadedMotoServer
 
 from chalicelib.backends.base import TaskState
+from chalicelib.local_database import AtomicMotoServer
 from chalicelib.models import LIVE_STATES, Server
 from tests.conftest import ADMIN, World, _make_world
 
@@ -33,29 +33,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-class AtomicMotoServer(ThreadedMotoServer):
-    """moto's threaded server, one AWS request at a time.
-
-    moto's backends are not thread-safe (concurrent transactions can both pass a condition and
-    crash with "dictionary changed size"); real DynamoDB makes each request atomic. Serialising
-    requests models that, while the API's requests still interleave between their calls."""
-
-    def _server_entry(self) -> None:
-        from moto.moto_server.threaded_moto_server import MotoRequestHandler
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-        from werkzeug.serving import make_server
-
-        app, lock = DomainDispatcherApplication(create_backend_app), threading.Lock()
-
-        def atomic(environ: Any, start_response: Any) -> Any:
-            with lock:
-                return list(app(environ, start_response))
-
-        self._server = make_server(self._ip_address, self._port, atomic, True, request_handler=MotoRequestHandler)
-        self._server_ready_event.set()
-        self._server.serve_forever()
 
 
 @contextmanager

@@ -1,0 +1,73 @@
+"""Local mode's HTTP front: Chalice's local server, answering as our API does on every method and path.
+
+Chalice's ``LocalGateway`` imitates API Gateway where we do not want it to: a path no route serves
+gets 403 "Missing Authentication Token" (and, when the request has an ``Authorization`` header, a
+message that quotes it back), a method ``http.server`` has no ``do_*`` for gets a 501 HTML page,
+and preflights are answered from the static CORS config (``*``) without asking anyone. Here every
+method reaches one handler, the origin policy is applied before anything else (preflights too),
+unknown paths get 404 JSON that repeats nothing of the request, and HEAD replies have no body.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from chalice.local import ChaliceRequestHandler, LocalGatewayException
+
+from chalicelib.errors import BinderError, NotFound, to_response
+from chalicelib.routes.middleware import origin_policy
+
+NO_ROUTE = NotFound("No such path in this API; GET /openapi.json lists them.")
+
+
+class LocalRequestHandler(ChaliceRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """One stderr line per request is noise in `make run`'s terminal."""
+
+    def __getattr__(self, name: str) -> Callable[[], None]:
+        # BaseHTTPRequestHandler looks up do_<METHOD>; every method (TRACE, QUERY, ...) comes here,
+        # and the app answers 405 for the ones a route does not serve.
+        if name.startswith("do_"):
+            return self._generic_handle
+        raise AttributeError(name)
+
+    def _generic_handle(self) -> None:
+        headers, body = self._parse_payload()
+        lowered = {name.lower(): value for name, value in headers.items()}
+        policy = origin_policy()
+        try:
+            policy.check(lowered)
+            response = self.local_gateway.handle_request(method=self.command, path=self.path, headers=headers,
+                                                         body=body)
+        except BinderError as error:
+            self._send_error(error)
+            return
+        except LocalGatewayException:  # no route matches the path
+            self._send_error(NO_ROUTE, policy.response_headers(lowered.get("origin")))
+            return
+        reply_headers = {**response["headers"], **response["multiValueHeaders"]}
+        if self.command == "OPTIONS" and "Access-Control-Allow-Origin" in reply_headers:
+            # A preflight, answered from the static CORS config: only for the origins the policy allows.
+            reply_headers.pop("Access-Control-Allow-Origin")
+            reply_headers.update(policy.response_headers(lowered.get("origin")))
+        response = self._handle_binary(response)
+        self._send(response["statusCode"], reply_headers, response["body"])
+
+    # The parent bound its own handler to these names; every method comes here instead.
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+
+    def _send_error(self, error: BinderError, extra: dict[str, str] | None = None) -> None:
+        status, headers, body = to_response(error)
+        self._send(status, {**headers, **(extra or {})}, body)
+
+    def _send(self, status: int, headers: dict[str, Any], body: str | bytes | None) -> None:
+        if self.command == "HEAD" and body is not None:  # a HEAD reply has headers only
+            payload = body if isinstance(body, bytes) else body.encode()
+            headers = {**headers, "Content-Length": str(len(payload))}
+            self._send_headers_only(status, headers)
+            return
+        self._send_http_response(status, headers, body)
+
+    def _send_headers_only(self, status: int, headers: dict[str, Any]) -> None:
+        self.send_response(status)
+        self._send_headers(headers)
