@@ -46,7 +46,7 @@ LOCAL_DEFAULTS = {
 }
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 # With remote access on, anybody who reaches the port could otherwise build (run setup code) as you.
-TOKEN_ONLY_WHEN_REMOTE = "builds.create"
+TOKEN_ONLY_WHEN_REMOTE = "builds.create"  # noqa: S105 (an endpoint name)
 
 
 class CannotStart(Exception):
@@ -184,7 +184,8 @@ def banner(url: str, settings: Settings, database: str) -> str:
         f"  admin token  {settings.admin_token}",
         f"  database     {database}",
         f"  work dir     {work_dir(settings)}",
-        f"  origins      {', '.join(settings.cors_origins) or 'none'} (pages that may call it: BINDERLESS_CORS_ORIGINS)",
+        f"  origins      {', '.join(settings.cors_origins) or 'none'} (web pages that may use it; "
+        "BINDERLESS_CORS_ORIGINS)",
         f"  try          curl -H 'Authorization: token {settings.admin_token}' {url}/pools",
         "Ctrl-C stops it and every notebook server it started.",
     ])
