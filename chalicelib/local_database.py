@@ -35,8 +35,7 @@ class AtomicMotoServer(ThreadedMotoServer):
     """``ThreadedMotoServer`` (a thread per connection) that handles one AWS request at a time."""
 
     def _server_entry(self) -> None:
-        from moto.moto_server.threaded_moto_server import MotoRequestHandler
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
         app = one_at_a_time(DomainDispatcherApplication(create_backend_app))

@@ -10,7 +10,7 @@ unknown paths get 404 JSON that repeats nothing of the request, and HEAD replies
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from chalice.local import ChaliceRequestHandler, LocalGatewayException
 
@@ -24,12 +24,14 @@ class LocalRequestHandler(ChaliceRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """One stderr line per request is noise in `make run`'s terminal."""
 
-    def __getattr__(self, name: str) -> Callable[[], None]:
-        # BaseHTTPRequestHandler looks up do_<METHOD>; every method (TRACE, QUERY, ...) comes here,
-        # and the app answers 405 for the ones a route does not serve.
-        if name.startswith("do_"):
-            return self._generic_handle
-        raise AttributeError(name)
+    if not TYPE_CHECKING:  # (to mypy, every attribute would look like a handler)
+
+        def __getattr__(self, name: str) -> Callable[[], None]:
+            # BaseHTTPRequestHandler looks up do_<METHOD>; every method (TRACE, QUERY, ...) comes here,
+            # and the app answers 405 for the ones a route does not serve.
+            if name.startswith("do_"):
+                return self._generic_handle
+            raise AttributeError(name)
 
     def _generic_handle(self) -> None:
         headers, body = self._parse_payload()
