@@ -73,6 +73,31 @@ def _lower_host(parts: SplitResult) -> str:
     return f"{userinfo}{at}{hostport.lower()}"
 
 
+# Hosts whose owner and repository names ignore case: "Owner/Repo" and "owner/repo" are one repository.
+CASE_INSENSITIVE_HOSTS = frozenset({"github.com", "gitlab.com", "bitbucket.org", "codeberg.org", "gist.github.com"})
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def canonical_repository(url: str) -> str:
+    """The one name of a repository that builds, images and quotas count by: the normalized URL
+    without a trailing dot on its host or a default port, its path lower-cased on
+    ``CASE_INSENSITIVE_HOSTS``. "https://GitHub.com./Owner/Repo.git" -> "https://github.com/owner/repo"."""
+    normalized = normalize_repository(url)
+    parts = urlsplit(normalized)
+    if not parts.netloc or "@" in parts.netloc or not parts.hostname:
+        return normalized  # a local path, or a URL validation refuses anyway
+    host = parts.hostname.rstrip(".")
+    try:
+        port = parts.port
+    except ValueError:
+        return normalized
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS.get(parts.scheme):
+        netloc += f":{port}"
+    path = parts.path.lower() if host in CASE_INSENSITIVE_HOSTS else parts.path
+    return urlunsplit((parts.scheme, netloc, path, parts.query, parts.fragment))
+
+
 def validate_repository_url(
     url: str,
     *,
@@ -111,10 +136,10 @@ def validate_repository_url(
         raise errors.BadRequest("repository URL must not have a ?query or #fragment")
     if not allow_local:
         if _is_local_host(host):
-            raise errors.BadRequest(f"repository host {host} is a local or private address; use a public git host")
+            raise _local_address(host)
         _check_allowed(host, allowed_hosts)
         if _parse_ip(host) is None:  # an address was judged above; a name is judged by what it resolves to
-            _check_resolves_to_public_addresses(host, resolve or _resolve_host)
+            _resolve_public_addresses(host, resolve or _resolve_host)
     return normalize_repository(text)
 
 
@@ -179,7 +204,24 @@ def _check_allowed(host: str, allowed_hosts: Collection[str] | None) -> None:
         )
 
 
-def _check_resolves_to_public_addresses(host: str, resolve: HostResolver) -> None:
+def public_addresses(host: str, resolve: HostResolver | None = None) -> list[IPAddress]:
+    """The addresses a fetch of ``host`` (a name or an IP address) may connect to, every one checked
+    public; errors.BadRequest otherwise. A name is looked up once, through ``resolve`` (by default the
+    lookup ``set_host_resolver`` chose): connect to these addresses, never to the name again, since a
+    second lookup may answer otherwise (DNS rebinding)."""
+    if _is_local_host(host):
+        raise _local_address(host)
+    address = _parse_ip(host)
+    if address is not None:
+        return [address]
+    return _resolve_public_addresses(host, resolve or _resolve_host)
+
+
+def _local_address(host: str) -> errors.BadRequest:
+    return errors.BadRequest(f"repository host {host} is a local or private address; use a public git host")
+
+
+def _resolve_public_addresses(host: str, resolve: HostResolver) -> list[IPAddress]:
     """Every address, not just the first: a fetch may connect to any of them."""
     try:
         addresses = list(resolve(host.rstrip(".")))
@@ -187,11 +229,14 @@ def _check_resolves_to_public_addresses(host: str, resolve: HostResolver) -> Non
         addresses = []
     if not addresses:
         raise errors.BadRequest(f"cannot resolve repository host {host}; check the URL's host name")
+    parsed = [_parse_resolved(address) for address in addresses]
+    public = [address for address in parsed if address is not None and _is_public(address)]
     # Which address is not said: the client need not learn how private names resolve inside.
-    if not all(_is_public(_parse_resolved(address)) for address in addresses):
+    if len(public) != len(parsed):
         raise errors.BadRequest(
             f"repository host {host} resolves to a local or private address; use a public git host"
         )
+    return public
 
 
 def _parse_resolved(address: str) -> IPAddress | None:

@@ -3,41 +3,57 @@
 ``GitHttpResolver`` does what ``git ls-remote`` does over HTTPS: one GET of
 ``<repository>/info/refs?service=git-upload-pack`` and a parse of the pkt-line ref
 advertisement (git's smart-HTTP protocol, v0). It works with any git host, no API token.
+
+Whatever URL a client names is fetched from inside the VPC, so the fetch resolves the host once,
+checks every address is public and connects to one of those addresses (a second lookup could
+answer 169.254.169.254), follows redirects only within the same https host and port, and ends
+within one deadline however slowly the server answers.
 """
 
 from __future__ import annotations
 
 import http.client
 import re
+import socket
+import ssl
 import time
-import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-from urllib.error import HTTPError, URLError
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 from chalicelib import errors
+from chalicelib.pinned_https import Connect, PinnedHTTPSConnection, default_tls, remaining
+from chalicelib.repository_urls import IPAddress, public_addresses
+
+if TYPE_CHECKING:
+    pass
 
 FULL_SHA = re.compile(r"[0-9a-fA-F]{40}")
 ABBREVIATED_SHA = re.compile(r"[0-9a-fA-F]{7,39}")
 ADVERTISEMENT_TYPE = "application/x-git-upload-pack-advertisement"
 USER_AGENT = "git/binderless"  # some hosts only speak smart HTTP to agents named git/*
 RETRY_AFTER = "10"
+# API Gateway's integration timeout is "50 milliseconds - 29 seconds for all integration types"
+# (docs.aws.amazon.com/apigateway/latest/developerguide/limits.html; the default, raised only on
+# request): the whole resolution (DNS, connect, TLS, every redirect, the body) ends well inside
+# it, leaving the request time to record the build.
+TIMEOUT = 10.0
+MAX_REDIRECTS = 5  # GitHub's renamed repositories redirect once
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Hosts that advertise every pull request (refs/pull/*) send megabytes for big repositories;
 # beyond this something is wrong and a Lambda should not hold it in memory.
 MAX_ADVERTISEMENT_BYTES = 32 * 1024 * 1024
 _CHUNK = 64 * 1024
 _PKT_LENGTH = re.compile(rb"[0-9a-fA-F]{4}")
+_URL_SAFE = "/%:@!$&'()*+,;=?~"  # what may stay as it is in a request's path and query
+
+# getaddrinfo takes no timeout, so lookups run here and are given up on at the deadline.
+_LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="resolver-dns")
 
 
 class AdvertisementError(ValueError):
     """The server's answer is not a git ref advertisement."""
-
-
-class Opener(Protocol):
-    """What the resolver needs of ``urllib.request.OpenerDirector`` (tests pass their own)."""
-
-    def open(self, fullurl: urllib.request.Request, data: None = None, timeout: float = ...) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -126,23 +142,17 @@ def _head_symref(capabilities: str) -> str:
     return ""
 
 
-class SameHostRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow a redirect only to the same host (GitHub's renamed repositories): a checked URL must
-    not lead the resolver on to an unchecked one, such as an address inside the VPC."""
-
-    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
-                         newurl: str) -> urllib.request.Request | None:
-        if urlsplit(newurl).hostname != urlsplit(req.full_url).hostname:
-            raise HTTPError(newurl, code, "redirect to another host refused", headers, fp)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
 class GitHttpResolver:
-    """RefResolver over git smart HTTP. ``timeout`` bounds each socket wait and the whole fetch."""
+    """RefResolver over git smart HTTPS. ``timeout`` bounds the whole resolution.
 
-    def __init__(self, timeout: float = 5.0, opener: Opener | None = None) -> None:
+    ``tls`` and ``connect`` are for tests (a throwaway CA; a network in a box): by default the
+    system's CAs and ``socket.create_connection``."""
+
+    def __init__(self, timeout: float = TIMEOUT, *, tls: ssl.SSLContext | None = None,
+                 connect: Connect = socket.create_connection) -> None:
         self.timeout = timeout
-        self._opener: Opener = opener or urllib.request.build_opener(SameHostRedirects())
+        self._tls = tls
+        self._connect_tcp = connect
 
     def resolve(self, repository: str, ref: str) -> str:
         ref = ref.strip()
@@ -159,35 +169,90 @@ class GitHttpResolver:
         raise errors.NotFound(f"ref {ref!r} not found in repository {repository}")
 
     def list_refs(self, repository: str) -> Advertisement:
-        """Every ref ``repository`` advertises (one HTTP request)."""
+        """Every ref ``repository`` advertises (one HTTP request, and any redirects)."""
         try:
             return parse_advertisement(self._fetch(repository))
         except AdvertisementError as error:
             raise errors.BadRequest(f"repository {repository} did not answer as a git server: {error}") from None
 
     def _fetch(self, repository: str) -> bytes:
-        if urlsplit(repository).scheme not in ("http", "https"):
-            # urllib would happily read file:// (and ftp://); only git hosts are meant here.
-            raise errors.BadRequest(f"repository {repository} must be an http(s) URL")
-        url = repository + "/info/refs?service=git-upload-pack"
-        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})  # noqa: S310 (scheme checked above)
         deadline = time.monotonic() + self.timeout
+        url = repository + "/info/refs?service=git-upload-pack"
+        origin = urlsplit(url)
+        host, port = origin.hostname, _port(origin)
+        if origin.scheme != "https" or not host or port is None:
+            raise errors.BadRequest(f"repository {repository} must be an https URL")
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                _check_content_type(repository, response.headers.get("Content-Type", ""))
-                return _read_until(response, deadline)
-        except HTTPError as error:
-            error.close()
-            raise _http_error(repository, error.code) from None
+            addresses = _LOOKUPS.submit(public_addresses, host).result(remaining(deadline))
+            for _ in range(MAX_REDIRECTS + 1):
+                connection = self._connect(repository, (host, port), addresses, deadline)
+                try:
+                    connection.request("GET", _request_target(url), headers={"User-Agent": USER_AGENT})
+                    with connection.getresponse() as response:  # it may own the socket now: close both
+                        location = response.getheader("Location")
+                        if response.status in _REDIRECTS and location:
+                            url = _redirect_target(repository, origin, urljoin(url, location))
+                            continue
+                        if not 200 <= response.status < 300:
+                            raise _http_error(repository, response.status)
+                        _check_content_type(repository, response.getheader("Content-Type", ""))
+                        return _read_capped(response)
+                finally:
+                    connection.close()
         except TimeoutError:
             raise _unavailable(repository, "timed out") from None
-        except URLError as error:
-            if isinstance(error.reason, TimeoutError):
-                raise _unavailable(repository, "timed out") from None
-            raise errors.BadRequest(f"repository {repository} could not be reached ({error.reason})") from None
         except (OSError, http.client.HTTPException) as error:
             # The connection broke mid-answer: transient, like a 5xx.
             raise _unavailable(repository, f"connection failed ({error})") from None
+        raise errors.BadRequest(f"repository {repository} redirects more than {MAX_REDIRECTS} times")
+
+    def _connect(self, repository: str, origin: tuple[str, int], addresses: list[IPAddress],
+                 deadline: float) -> PinnedHTTPSConnection:
+        """A connection to ``origin`` (host, port) at the first of its checked ``addresses`` that answers."""
+        host, port = origin
+        failure: OSError | None = None
+        for address in addresses:
+            connection = PinnedHTTPSConnection(host, port, str(address), deadline, self._tls or default_tls(),
+                                               self._connect_tcp)
+            try:
+                connection.connect()
+                return connection
+            except TimeoutError:
+                raise
+            except OSError as error:  # refused, unreachable, or a certificate not for this host
+                connection.close()
+                failure = error
+        raise errors.BadRequest(f"repository {repository} could not be reached ({failure})")
+
+
+def _port(parts: SplitResult) -> int | None:
+    try:
+        return parts.port or 443
+    except ValueError:  # not a number, or out of range
+        return None
+
+
+def _redirect_target(repository: str, origin: SplitResult, target: str) -> str:
+    """``target``, if it stays on the repository's https host and port (GitHub's renamed repositories
+    redirect within github.com): a checked URL must not lead on to an unchecked one, such as an
+    address inside the VPC."""
+    try:
+        parts = urlsplit(target)
+        allowed = parts.scheme == "https" and parts.hostname == origin.hostname and _port(parts) == _port(origin)
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 host
+        allowed = False
+    if not allowed:
+        raise errors.BadRequest(f"repository {repository} redirects to {target[:200]}; only redirects within "
+                                f"https://{origin.netloc} are followed")
+    return target
+
+
+def _request_target(url: str) -> str:
+    """The path and query to GET, percent-encoded where http.client would refuse them (a
+    redirect's Location may hold spaces or non-ASCII)."""
+    parts = urlsplit(url)
+    path = quote(parts.path or "/", safe=_URL_SAFE)
+    return f"{path}?{quote(parts.query, safe=_URL_SAFE)}" if parts.query else path
 
 
 def _check_content_type(repository: str, content_type: str) -> None:
@@ -200,20 +265,17 @@ def _check_content_type(repository: str, content_type: str) -> None:
         )
 
 
-def _read_until(response: Any, deadline: float) -> bytes:
-    """The body, refusing to wait past ``deadline`` (a trickling server would otherwise hold
-    the Lambda for timeout x chunks) or to hold more than MAX_ADVERTISEMENT_BYTES."""
+def _read_capped(response: http.client.HTTPResponse) -> bytes:
+    """The body, refusing to hold more than MAX_ADVERTISEMENT_BYTES (the deadline bounds the
+    wait for it: see _ResponseWithin)."""
     chunks: list[bytes] = []
     size = 0
-    # read1 returns what has arrived; read(n) would block until n bytes, past any deadline.
-    read = getattr(response, "read1", response.read)
-    while chunk := read(_CHUNK):
+    # read1 returns what has arrived, so the size is checked as the body comes.
+    while chunk := response.read1(_CHUNK):
         chunks.append(chunk)
         size += len(chunk)
         if size > MAX_ADVERTISEMENT_BYTES:
             raise AdvertisementError(f"ref advertisement larger than {MAX_ADVERTISEMENT_BYTES} bytes")
-        if time.monotonic() > deadline:
-            raise TimeoutError
     return b"".join(chunks)
 
 

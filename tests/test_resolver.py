@@ -1,21 +1,31 @@
 """GitHttpResolver against real git: repositories made with `git`, served by `git upload-pack`
-over HTTP exactly as git's http-backend does, answers checked against `git rev-parse`."""
+over HTTPS exactly as git's http-backend does, answers checked against `git rev-parse`.
+
+There is no internet here: conftest's FakeDns answers a public address for every name, and the
+resolver's ``connect`` is a ``Network`` that routes public addresses to the test servers on
+127.0.0.1, whose certificates come from a throwaway CA (trustme). The resolver's own checks (the
+DNS answer, TLS, redirects, the deadline) run exactly as in production."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import pytest
+import trustme
 
 from chalicelib import errors
-from chalicelib.repository_urls import normalize_repository, validate_repository_url
+from chalicelib.repository_urls import normalize_repository, set_host_resolver, validate_repository_url
 from chalicelib.resolver import ADVERTISEMENT_TYPE, GitHttpResolver, parse_advertisement
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git binary")
@@ -27,6 +37,8 @@ GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
 }
 IDENTITY = ["-c", "user.name=Binder Test", "-c", "user.email=test@example.invalid"]
+HOST = "git.test"  # the name in the test servers' certificates
+PUBLIC = "140.82.112.3"  # what conftest's FakeDns answers for any name
 
 
 def git(repo: Path, *args: str) -> str:
@@ -52,18 +64,63 @@ def pkt(line: bytes) -> bytes:
     return b"%04x" % (len(line) + 4) + line
 
 
+class Seen(NamedTuple):
+    path: str
+    agent: str
+    host: str  # the Host header
+
+
 class GitServer(ThreadingHTTPServer):
+    """Smart HTTP over TLS on 127.0.0.1, with a certificate for HOST."""
+
     daemon_threads = True
 
-    def __init__(self, repos: dict[str, Path]) -> None:
+    def __init__(self, repos: dict[str, Path], ca: trustme.CA) -> None:
         super().__init__(("127.0.0.1", 0), GitHandler)
         self.repos = repos
         self.stopping = threading.Event()
-        self.requests: list[tuple[str, str]] = []  # (path, user agent)
+        self.requests: list[Seen] = []
+        self.server_names: list[str | None] = []  # the name each TLS client asked for (SNI)
+        self.redirects: dict[str, str] = {}  # repository path -> the Location a test has it answer
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert(HOST).configure_cert(tls)
+        tls.sni_callback = self.note_server_name
+        self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+
+    def note_server_name(self, _sock: ssl.SSLSocket, name: str | None, _tls: ssl.SSLContext) -> None:
+        self.server_names.append(name)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        try:  # in the request's thread, so a stalled handshake never holds up accept()
+            request.do_handshake()
+        except OSError:
+            return  # the client refused the certificate
+        super().finish_request(request, client_address)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"https://{HOST}:{self.port}"
+
+
+class Network:
+    """The tests' internet, the resolver's ``connect``: a connection to a public address reaches
+    127.0.0.1 at the port asked for; anything else (loopback, the VPC) is unreachable, as are
+    addresses in ``down``. Every address asked for is recorded."""
+
+    def __init__(self) -> None:
+        self.connected: list[tuple[str, int]] = []
+        self.down: set[str] = set()
+
+    def __call__(self, address: tuple[str, int], timeout: float) -> socket.socket:
+        self.connected.append(address)
+        host, port = address
+        if not ipaddress.ip_address(host).is_global or host in self.down:
+            raise ConnectionRefusedError(f"{host} is not reachable from the test network")
+        return socket.create_connection(("127.0.0.1", port), timeout)
 
 
 class GitHandler(BaseHTTPRequestHandler):
@@ -73,11 +130,20 @@ class GitHandler(BaseHTTPRequestHandler):
     ERRORS: ClassVar[dict[str, int]] = {"/private": 401, "/forbidden": 403, "/broken": 500, "/busy": 503}
 
     def do_GET(self) -> None:
-        self.server.requests.append((self.path, self.headers.get("User-Agent", "")))
+        self.server.requests.append(Seen(self.path, self.headers.get("User-Agent", ""), self.headers.get("Host", "")))
         path, _, query = self.path.partition("?")
         base = path.removesuffix("/info/refs")
         try:
-            if base in self.ERRORS:
+            if base in self.server.redirects:
+                self.redirect(self.server.redirects[base])
+            elif base == "/loop":
+                self.redirect(self.path)
+            elif base == "/slow-loop":  # each hop's answer takes 0.25 s, a piece at a time
+                self.drip(b"HTTP/1.0 302 Found\r\nLocation: /slow-loop/info/refs?service=git-upload-pack\r\n"
+                          b"Content-Length: 0\r\n\r\n", pieces=5)
+            elif base == "/trickle-headers":  # 2 s of headers, a piece at a time
+                self.drip(b"HTTP/1.0 200 OK\r\nX-Padding: " + b"x" * 40 + b"\r\n\r\n", pieces=40)
+            elif base in self.ERRORS:
                 self.reply(self.ERRORS[base], b"no", "text/plain")
             elif base == "/slow":
                 self.server.stopping.wait(2)  # far past the resolver's timeout
@@ -112,6 +178,20 @@ class GitHandler(BaseHTTPRequestHandler):
             self.wfile.write(b"0")
             self.wfile.flush()
 
+    def drip(self, data: bytes, pieces: int) -> None:
+        size = -(-len(data) // pieces)
+        for start in range(0, len(data), size):
+            if self.server.stopping.wait(0.05):
+                return
+            self.wfile.write(data[start : start + size])
+            self.wfile.flush()
+
+    def redirect(self, location: str) -> None:
+        self.send_response(301)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def reply(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -143,8 +223,12 @@ def repos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def server(repos: dict[str, Path]) -> Iterator[GitServer]:
-    server = GitServer(repos)
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def serve(repos: dict[str, Path], ca: trustme.CA) -> Iterator[GitServer]:
+    server = GitServer(repos, ca)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield server
@@ -153,9 +237,36 @@ def server(repos: dict[str, Path]) -> Iterator[GitServer]:
     server.server_close()
 
 
+@pytest.fixture(scope="module")
+def server(repos: dict[str, Path], ca: trustme.CA) -> Iterator[GitServer]:
+    yield from serve(repos, ca)
+
+
+@pytest.fixture(scope="module")
+def elsewhere(repos: dict[str, Path], ca: trustme.CA) -> Iterator[GitServer]:
+    """A second server, on another port: where a refused redirect must not lead."""
+    yield from serve(repos, ca)
+
+
 @pytest.fixture
-def resolver() -> GitHttpResolver:
-    return GitHttpResolver(timeout=0.5)
+def network() -> Network:
+    return Network()
+
+
+@pytest.fixture
+def make_resolver(ca: trustme.CA, network: Network) -> Callable[..., GitHttpResolver]:
+    tls = ssl.create_default_context()
+    ca.configure_trust(tls)
+
+    def make(timeout: float = 5.0) -> GitHttpResolver:
+        return GitHttpResolver(timeout, tls=tls, connect=network)
+
+    return make
+
+
+@pytest.fixture
+def resolver(make_resolver: Callable[..., GitHttpResolver]) -> GitHttpResolver:
+    return make_resolver()
 
 
 @pytest.mark.parametrize(
@@ -196,11 +307,13 @@ def test_head_follows_the_default_branch_whatever_its_name(
     assert resolver.resolve(f"{server.url}/trunk", "HEAD") == git(repos["trunk"], "rev-parse", "trunk")
 
 
-def test_the_resolver_introduces_itself_as_git(server: GitServer, resolver: GitHttpResolver) -> None:
+def test_the_resolver_introduces_itself_as_git_to_the_host_the_url_names(
+    server: GitServer, resolver: GitHttpResolver
+) -> None:
     resolver.resolve(f"{server.url}/trunk", "trunk")
-    path, agent = server.requests[-1]
-    assert path == "/trunk/info/refs?service=git-upload-pack"
-    assert agent == "git/binderless"
+    assert server.requests[-1] == Seen("/trunk/info/refs?service=git-upload-pack", "git/binderless",
+                                       f"{HOST}:{server.port}")
+    assert server.server_names[-1] == HOST  # TLS asked for the name, though it connected to an address
 
 
 def test_a_full_sha_is_returned_without_asking_the_server(server: GitServer, resolver: GitHttpResolver) -> None:
@@ -251,22 +364,28 @@ def test_a_web_page_is_not_a_git_repository(server: GitServer, resolver: GitHttp
         ("/trickle", "timed out"),
     ],
 )
-def test_server_trouble_and_timeouts_ask_to_retry(server: GitServer, path: str, says: str) -> None:
+def test_server_trouble_and_timeouts_ask_to_retry(
+    server: GitServer, make_resolver: Callable[..., GitHttpResolver], path: str, says: str
+) -> None:
     with pytest.raises(errors.Unavailable) as caught:
-        GitHttpResolver(timeout=0.3).resolve(server.url + path, "main")
+        make_resolver(0.3).resolve(server.url + path, "main")
     assert says in caught.value.message and "try again" in caught.value.message
     assert caught.value.headers == {"Retry-After": "10"}
     assert caught.value.status == 503
 
 
-def test_an_unreachable_host_is_a_bad_request() -> None:
+def test_an_unreachable_host_is_a_bad_request(resolver: GitHttpResolver) -> None:
     with pytest.raises(errors.BadRequest, match="could not be reached"):
-        GitHttpResolver(timeout=0.5).resolve("http://127.0.0.1:9/nothing-listens", "main")
+        resolver.resolve(f"https://{HOST}:9/nothing-listens", "main")
 
 
-def test_only_http_urls_are_fetched(resolver: GitHttpResolver, repos: dict[str, Path]) -> None:
-    with pytest.raises(errors.BadRequest, match="must be an http"):
-        resolver.resolve(f"file://{repos['project']}", "main")
+@pytest.mark.parametrize("scheme", ["file", "http"])
+def test_only_https_urls_are_fetched(
+    server: GitServer, network: Network, resolver: GitHttpResolver, scheme: str
+) -> None:
+    with pytest.raises(errors.BadRequest, match="must be an https URL"):
+        resolver.resolve(f"{scheme}://{HOST}:{server.port}/project", "main")
+    assert network.connected == []
 
 
 def test_parsing_falls_back_to_the_symref_and_reports_server_errors() -> None:
@@ -358,23 +477,124 @@ def test_file_urls_must_name_a_local_path() -> None:
         validate_repository_url("file://server/share/r", allow_local=True)
 
 
-def test_a_redirect_to_another_host_is_refused() -> None:
-    import http.server
-    import threading
+# --- SSRF: the resolver fetches whatever a client names, from inside the VPC ----------------------
 
-    class Redirect(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the base class's name)
-            self.send_response(302)
-            self.send_header("Location", "http://localhost:1/internal/info/refs?service=git-upload-pack")
-            self.end_headers()
+def test_the_resolver_connects_to_the_address_it_checked_and_looks_up_once(
+    server: GitServer, repos: dict[str, Path], network: Network, resolver: GitHttpResolver
+) -> None:
+    """DNS rebinding: a public answer for the check, then the metadata service or the VPC."""
+    asked: list[str] = []
 
-        def log_message(self, *args: object) -> None:
-            pass
+    def rebinding(host: str) -> list[str]:
+        asked.append(host)
+        return [PUBLIC] if len(asked) == 1 else ["127.0.0.1", "10.0.0.1"]
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Redirect)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    set_host_resolver(rebinding)
+    assert resolver.resolve(f"{server.url}/project", "main") == git(repos["project"], "rev-parse", "main")
+    assert asked == [HOST]
+    assert network.connected == [(PUBLIC, server.port)]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [["10.0.0.1"], [PUBLIC, "169.254.169.254"], ["127.0.0.1"], ["::ffff:10.0.0.1"], ["fd00::1"], [PUBLIC, "::1"]],
+)
+def test_a_name_resolving_to_any_private_address_is_refused_before_connecting(
+    server: GitServer, network: Network, resolver: GitHttpResolver, answer: list[str]
+) -> None:
+    set_host_resolver(lambda host: answer)
+    before = len(server.requests)
+    with pytest.raises(errors.BadRequest, match=f"host {HOST} resolves to a local or private address"):
+        resolver.resolve(f"{server.url}/project", "main")
+    assert network.connected == [] and len(server.requests) == before
+
+
+def test_the_next_checked_address_is_tried_when_one_is_down(
+    server: GitServer, repos: dict[str, Path], dns: Any, network: Network, resolver: GitHttpResolver
+) -> None:
+    dns.answers[HOST] = ["140.82.112.4", PUBLIC]
+    network.down.add("140.82.112.4")
+    assert resolver.resolve(f"{server.url}/trunk", "HEAD") == git(repos["trunk"], "rev-parse", "trunk")
+    assert network.connected == [("140.82.112.4", server.port), (PUBLIC, server.port)]
+
+
+def test_the_certificate_must_be_for_the_host_the_url_names(
+    server: GitServer, network: Network, resolver: GitHttpResolver
+) -> None:
+    before = len(server.requests)
+    with pytest.raises(errors.BadRequest, match="could not be reached .*certificate"):
+        resolver.resolve(f"https://impostor.test:{server.port}/project", "main")  # the server's certificate: git.test
+    assert network.connected == [(PUBLIC, server.port)] and len(server.requests) == before
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "https://{host}:{port}/project/info/refs?service=git-upload-pack",
+        "/project/info/refs?service=git-upload-pack",
+        "../../project/info/refs?service=git-upload-pack",
+    ],
+)
+def test_a_redirect_within_the_https_host_is_followed(  # GitHub's renamed repositories
+    server: GitServer, repos: dict[str, Path], dns: Any, network: Network, resolver: GitHttpResolver, location: str
+) -> None:
+    server.redirects["/renamed"] = location.format(host=HOST, port=server.port)
+    assert resolver.resolve(f"{server.url}/renamed", "feature") == git(repos["project"], "rev-parse", "feature")
+    assert [seen.path for seen in server.requests[-2:]] == ["/renamed/info/refs?service=git-upload-pack",
+                                                            "/project/info/refs?service=git-upload-pack"]
+    assert dns.asked == [HOST] and network.connected == [(PUBLIC, server.port)] * 2
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "https://elsewhere.test:{other}/project/info/refs?service=git-upload-pack",  # another host
+        "http://{host}:{port}/project/info/refs?service=git-upload-pack",  # plain http
+        "https://{host}:{other}/project/info/refs?service=git-upload-pack",  # another port
+        "//{host}:{other}/project/info/refs?service=git-upload-pack",  # another port, scheme-relative
+    ],
+)
+def test_a_redirect_off_the_https_host_and_port_is_refused(
+    server: GitServer, elsewhere: GitServer, network: Network, resolver: GitHttpResolver, location: str
+) -> None:
+    server.redirects["/away"] = location.format(host=HOST, port=server.port, other=elsewhere.port)
+    before, elsewhere_before = len(server.requests), len(elsewhere.requests)
+    with pytest.raises(errors.BadRequest, match=f"redirects to .*; only redirects within https://{HOST}:"):
+        resolver.resolve(f"{server.url}/away", "main")
+    assert len(server.requests) == before + 1 and len(elsewhere.requests) == elsewhere_before
+    assert network.connected == [(PUBLIC, server.port)]
+
+
+def test_a_redirect_loop_is_given_up_after_a_few_hops(server: GitServer, resolver: GitHttpResolver) -> None:
+    before = len(server.requests)
+    with pytest.raises(errors.BadRequest, match="redirects more than 5 times"):
+        resolver.resolve(f"{server.url}/loop", "main")
+    assert len(server.requests) - before == 6
+
+
+@pytest.mark.parametrize("path", ["/slow-loop", "/trickle-headers"])
+def test_one_deadline_bounds_the_whole_resolution(
+    server: GitServer, make_resolver: Callable[..., GitHttpResolver], path: str
+) -> None:
+    """A server answering a piece at a time, each within any per-read timeout, across hops or in
+    one answer's headers, cannot hold the resolver (and so the API request) past its deadline."""
+    started = time.monotonic()
+    with pytest.raises(errors.Unavailable, match="timed out; try again") as caught:
+        make_resolver(0.5).resolve(server.url + path, "main")
+    assert time.monotonic() - started < 1.5
+    assert caught.value.headers == {"Retry-After": "10"}
+
+
+def test_a_hanging_dns_lookup_is_given_up_at_the_deadline(
+    server: GitServer, network: Network, make_resolver: Callable[..., GitHttpResolver]
+) -> None:
+    released = threading.Event()
+    set_host_resolver(lambda host: [PUBLIC] if released.wait(5) else [])
+    started = time.monotonic()
     try:
-        with pytest.raises(errors.BadRequest):
-            GitHttpResolver(timeout=2).resolve(f"http://127.0.0.1:{server.server_port}/user/repo", "HEAD")
+        with pytest.raises(errors.Unavailable, match="timed out"):
+            make_resolver(0.3).resolve(f"{server.url}/project", "main")
     finally:
-        server.shutdown()
+        released.set()
+    assert time.monotonic() - started < 1.5
+    assert network.connected == []
