@@ -34,6 +34,7 @@ from chalicelib.backends.base import BuildRequest, EnvironmentSpec, Sidecar
 from chalicelib.backends.bootstrap import BOOTSTRAP, bootstrap_command, token_for
 from chalicelib.backends.culling import SERVE, culling_arguments
 from chalicelib.backends.local_servers import free_port
+from chalicelib.backends.server_origins import allow_origin_arguments
 from chalicelib.config import Settings
 from tests.test_local_backend import wait_for
 
@@ -346,7 +347,9 @@ def test_one_runtask_starts_a_batch_with_a_distinct_token_per_server(ecs_setting
     tasks = ecs.describe_tasks(cluster="binderless", tasks=arns)["tasks"]
     assert len(tasks) == 3 and {t["startedBy"] for t in tasks} == {"binderless.launch-1"}
     (override,) = tasks[0]["overrides"]["containerOverrides"]
-    assert override["command"] == bootstrap_command(8888, culling_arguments(ecs_settings))
+    # Any page may use the server, as on mybinder.org: AWS stages allow every origin by default.
+    assert override["command"] == bootstrap_command(8888, [*culling_arguments(ecs_settings),
+                                                           "--ServerApp.allow_origin=*"])
     assert override["environment"] == [{"name": "BINDERLESS_BATCH_KEY", "value": "k" * 48}]
     assert all(t["overrides"] == tasks[0]["overrides"] for t in tasks)  # one RunTask, one set of overrides
     assert [one.token for one in launched] == [token_for("k" * 48, arn) for arn in arns]
@@ -375,7 +378,8 @@ def test_runtask_request_shape(settings: Settings) -> None:
             "containerOverrides": [
                 {
                     "name": "notebook",
-                    "command": bootstrap_command(8888, culling_arguments(settings)),
+                    "command": bootstrap_command(8888, [*culling_arguments(settings),
+                                                        *allow_origin_arguments(settings)]),
                     "environment": [{"name": "BINDERLESS_BATCH_KEY", "value": ANY}],
                 }
             ]
@@ -396,6 +400,17 @@ def test_a_task_started_alone_is_given_its_token_itself(ecs_settings: Settings) 
     assert task["overrides"]["containerOverrides"][0]["environment"] == [{"name": "BINDERLESS_TOKEN",
                                                                           "value": "t" * 48}]
     assert one.token == "t" * 48  # known, and saved, before RunTask
+
+
+def test_servers_allow_only_the_operators_listed_origins(ecs_settings: Settings) -> None:
+    ecs = boto3.client("ecs", region_name=REGION)
+    listed = ecs_settings.model_copy(update={"cors_origins": ("https://docs.example.org",)})
+    (one,) = AwsSpawner(listed, ecs=ecs).start(task_definition(listed), ["s-1"], "launch-1", "t" * 48)
+
+    (task,) = ecs.describe_tasks(cluster="binderless", tasks=[one.handle["task_arn"]])["tasks"]
+    command = task["overrides"]["containerOverrides"][0]["command"]
+    assert command[-1] == r"--ServerApp.allow_origin_pat=^(https://docs\.example\.org)$"
+    assert not [argument for argument in command if argument.startswith("--ServerApp.allow_origin=")]
 
 
 def test_runtask_failures_leave_the_other_servers_failed(settings: Settings) -> None:
@@ -593,7 +608,7 @@ def metadata_endpoint() -> Iterator[str]:
 
 def test_the_command_and_its_key_fit_in_runtask_overrides() -> None:
     # RunTask allows 8192 characters of overrides, JSON included; the bootstrap travels in each call.
-    command = bootstrap_command(8888, culling_arguments(Settings()))
+    command = bootstrap_command(8888, [*culling_arguments(Settings()), *allow_origin_arguments(Settings())])
     assert command[:5] == ["python3", "-c", BOOTSTRAP, SERVE, "--ip=0.0.0.0"]
     override = {"name": "notebook", "command": command, "environment": [{"name": "BINDERLESS_BATCH_KEY",
                                                                         "value": "ab" * 32}]}

@@ -7,6 +7,7 @@ import signal
 import stat
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -17,6 +18,7 @@ from chalicelib.backends import adapters_for
 from chalicelib.backends.base import BuildRequest, BuildState, EnvironmentSpec, Sidecar, TaskState
 from chalicelib.backends.local import LocalBuilder, LocalResolver, LocalSpawner, LocalStager
 from chalicelib.backends.local_common import work_dir
+from chalicelib.backends.local_servers import NO_PROXY
 from chalicelib.config import Settings
 from tests.local_mode import wait_for
 from tests.local_repo import commit, git, make_repository
@@ -178,6 +180,38 @@ def test_a_real_jupyter_server_runs_with_its_token_kept_out_of_argv(tmp_path: Pa
     environ = Path(f"/proc/{launched.handle['pid']}/environ").read_bytes().split(b"\0")
     assert f"JUPYTER_TOKEN={launched.token}".encode() in environ
     assert not [v for v in environ if v.startswith((b"BINDERLESS_", b"AWS_"))]  # notebook users read these
+
+
+def cors_headers(url: str, origin: str, method: str = "GET", token: str = "") -> dict[str, str]:
+    """The CORS headers of the server's answer to a browser's request from ``origin`` (OPTIONS: a preflight)."""
+    headers = {"Origin": origin, "Access-Control-Request-Method": "GET",
+               "Access-Control-Request-Headers": "authorization"} if method == "OPTIONS" else {
+               "Origin": origin, "Authorization": f"token {token}"}
+    with NO_PROXY.open(urllib.request.Request(url, method=method, headers=headers), timeout=5) as response:
+        return {name: value for name, value in response.headers.items() if name.startswith("Access-Control-")}
+
+
+def test_servers_let_pages_of_the_listed_origins_read_their_replies(tmp_path: Path) -> None:
+    page, other = "http://127.0.0.1:5173", "http://127.0.0.1:5174"
+    listed, unlisted = (LocalSpawner(Settings(backend="local", local_dir=str(tmp_path / name), cors_origins=origins))
+                        for name, origins in (("listed", (page,)), ("none", ())))
+    try:
+        (served,), (alone,) = (spawner.start({"path": str(tmp_path), "python": sys.executable}, ["s1"], "l", "k" * 48)
+                               for spawner in (listed, unlisted))
+        for spawner, launched in ((listed, served), (unlisted, alone)):
+            wait_for(lambda: describe(spawner, launched.handle).status == "running", timeout=30)
+        kernels = served.handle["url"] + "api/kernels"
+        preflight = cors_headers(kernels, page, "OPTIONS")  # what a client sending Authorization needs first
+        assert preflight["Access-Control-Allow-Origin"] == page
+        assert "authorization" in preflight["Access-Control-Allow-Headers"]
+        assert cors_headers(kernels, page, token=served.token)["Access-Control-Allow-Origin"] == page
+        # jupyter answers every preflight once origins are set; the reply itself is what another page cannot read.
+        assert "Access-Control-Allow-Origin" not in cors_headers(kernels, other, token=served.token)
+        # No origins listed (local mode's default): no page of another origin gets past the preflight.
+        assert "Access-Control-Allow-Origin" not in cors_headers(alone.handle["url"] + "api/kernels", page, "OPTIONS")
+    finally:
+        listed.stop_all()
+        unlisted.stop_all()
 
 
 def test_process_exit_is_noticed_as_stopped_with_its_code(tmp_path: Path, spawner: LocalSpawner) -> None:

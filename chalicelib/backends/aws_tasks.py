@@ -30,6 +30,7 @@ from chalicelib.backends.aws_common import aws_errors, chunks, error_code, error
 from chalicelib.backends.base import Handle, Launched, TaskState, TaskStatus
 from chalicelib.backends.bootstrap import KEY_VARIABLE, TOKEN_VARIABLE, bootstrap_command, token_for
 from chalicelib.backends.culling import culling_arguments
+from chalicelib.backends.server_origins import allow_origin_arguments
 from chalicelib.config import Settings
 
 if TYPE_CHECKING:
@@ -114,7 +115,8 @@ class AwsSpawner:
         solo = len(server_ids) == 1
         override: ContainerOverrideTypeDef = {
             "name": NOTEBOOK,
-            "command": bootstrap_command(self.settings.server_port, culling_arguments(self.settings)),
+            "command": bootstrap_command(self.settings.server_port,
+                                         [*culling_arguments(self.settings), *allow_origin_arguments(self.settings)]),
             "environment": [{"name": TOKEN_VARIABLE if solo else KEY_VARIABLE, "value": key}],
         }
         with aws_errors("ECS RunTask"):

@@ -32,6 +32,7 @@ from chalicelib.backends.base import EnvironmentSpec, Handle, Launched, TaskStat
 from chalicelib.backends.culling import SERVE, culling_arguments
 from chalicelib.backends.local_builds import read_record
 from chalicelib.backends.local_common import public_environment, work_dir
+from chalicelib.backends.server_origins import allow_origin_arguments
 from chalicelib.config import Settings
 
 HOST = "127.0.0.1"
@@ -127,6 +128,7 @@ class LocalSpawner:
     def __init__(self, settings: Settings, *, grace: float = STOP_GRACE) -> None:
         self.logs = work_dir(settings) / "servers"
         self.culling = culling_arguments(settings)
+        self.origins = allow_origin_arguments(settings)  # none by default: jupyter refuses other origins
         self.grace = grace
         self._lock = threading.Lock()
         self._processes: dict[str, Process] = {}  # by pid
@@ -161,7 +163,7 @@ class LocalSpawner:
         command = [environment.get("python") or sys.executable, "-c", SERVE, "--no-browser",
                    f"--ip={HOST}", f"--port={port}", "--ServerApp.port_retries=0",
                    f"--ServerApp.base_url={base_url}", f"--ServerApp.root_dir={environment.get('path', '')}",
-                   *self.culling]
+                   *self.culling, *self.origins]
         if os.geteuid() == 0:
             command.append("--allow-root")
         runtime = self.logs / server_id
