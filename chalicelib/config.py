@@ -114,6 +114,13 @@ class Settings(BaseModel):
     max_builds_per_repository: int = Field(2, ge=0, description="builds of one repository running at once")
     launch_rate_limit: int = Field(10, ge=0, description="anonymous launches per client address per window")
     launch_rate_window: int = Field(60, gt=0, description="seconds")
+    # 4: a reader with a few tabs open, or a household behind one address, fits; yet 125 addresses
+    # are needed to hold the default 500 servers. (Idle servers stop after idle_timeout.)
+    max_servers_per_client: int = Field(
+        4, ge=0, description="live servers one anonymous client (IPv4 address, IPv6 /64) may hold")
+    max_builds: int = Field(20, ge=0, description="builds running at once in this deployment")
+    build_rate_limit: int = Field(5, ge=0, description="anonymous builds (not cached) per client per window")
+    build_rate_window: int = Field(600, gt=0, description="seconds")
     idempotency_ttl: int = Field(3600, gt=0, description="seconds a POST's Idempotency-Key is remembered")
 
     # Auth.

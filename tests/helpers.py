@@ -106,3 +106,11 @@ def set_task_status(world: World, task_arn: str, status: str) -> None:
 
 def pool_of(client: Any, world: World, environment_name: str) -> dict[str, int]:
     return dict(body(client.http.get(f"/pools/{environment_name}")))
+
+
+def from_address(monkeypatch: Any, address: str) -> None:
+    """Requests through chalice's test client come from ``address`` from now on (API Gateway's
+    requestContext.identity.sourceIp; the client sends 127.0.0.1 otherwise)."""
+    from chalice.local import LambdaEventConverter
+
+    monkeypatch.setattr(LambdaEventConverter, "LOCAL_SOURCE_IP", address)

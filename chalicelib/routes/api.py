@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import logging
 from typing import Any, Callable, TypeVar
@@ -84,12 +85,27 @@ def query_param(blueprint: Blueprint, name: str) -> str | None:
 
 
 def anonymous_client(blueprint: Blueprint) -> str | None:
-    """The caller's address when it sent no valid API token (rate limits apply), else None."""
+    """Who a caller without a valid API token is, for its rate limits and caps (``client_key`` of
+    its address); None for a caller with one."""
     try:
         get_services().auth.scopes_of(blueprint.current_request.headers.get("authorization"))
         return None
     except BinderError:
-        return source_address(blueprint)
+        return client_key(source_address(blueprint))
+
+
+def client_key(address: str) -> str:
+    """One key per client: an IPv4 address as it is, an IPv6 one by its /64 (one host's or one
+    site's share: an address per request costs nothing inside it). "2001:db8:1:2::9" -> "2001:db8:1:2::/64"."""
+    try:
+        parsed = ipaddress.ip_address(address.split("%", 1)[0])  # fe80::1%eth0: drop the zone
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed)
 
 
 def source_address(blueprint: Blueprint) -> str:

@@ -9,7 +9,7 @@ from chalice.app import Blueprint, Response
 from chalicelib.context import get_services
 from chalicelib.errors import BadRequest
 from chalicelib.models import Build, BuildCreate, BuildStatus, ImageRegister
-from chalicelib.routes.api import BODY_TYPES, endpoint, idempotent, parse_body, query_param, reply
+from chalicelib.routes.api import BODY_TYPES, anonymous_client, endpoint, idempotent, parse_body, query_param, reply
 
 builds = Blueprint(__name__)
 
@@ -30,9 +30,10 @@ def build_reply(build: Build) -> dict[str, Any]:
 @endpoint(builds, "builds.create")
 def create_build() -> Response:
     request = parse_body(builds, BuildCreate)
+    client = anonymous_client(builds)
 
     def build() -> tuple[int, dict[str, Any]]:
-        started = get_services().builds.request(request)
+        started = get_services().builds.request(request, client=client)
         status = 202 if started.status is BuildStatus.pending else 200
         return status, {"image-name": started.image_name, "status": started.status.value}
 

@@ -11,17 +11,33 @@ from chalicelib.backends.base import Builder, BuildEvent, BuildRequest, BuildSta
 from chalicelib.config import Settings
 from chalicelib.errors import BinderError, Conflict, NotFound
 from chalicelib.models import Build, BuildCreate, BuildStatus, ImageRegister
-from chalicelib.repository_urls import validate_repository_url
+from chalicelib.repository_urls import canonical_repository, validate_repository_url
 from chalicelib.store import ConditionFailed, Store
+from chalicelib.store.counters import Counted, Quotas, rate_update
 
 log = logging.getLogger(__name__)
 
 
 def image_name_for(repository: str, commit: str) -> str:
-    """Readable and deterministic: the same repository at the same commit is the same image."""
-    slug = re.sub(r"[^a-z0-9]+", "-", repository.split("://", 1)[-1].lower()).strip("-")[:60].strip("-")
-    digest = hashlib.sha256(repository.encode()).hexdigest()[:6]  # two URLs with one slug stay apart
-    return f"{slug}-{digest}-{commit[:12]}"
+    """Deterministic, readable and not forgeable: the same canonical repository at the same commit
+    is the same image, and no other repository or commit can be given (or squat) its name.
+
+    ``<slug>-<commit[:12]>-<digest>``, at most 100 characters (models.NAME_PATTERN; also an ECR tag
+    and a directory name): the slug and short commit are for people, the digest (128 bits of
+    sha256 over the repository and the full commit) is what tells images apart."""
+    slug = re.sub(r"[^a-z0-9]+", "-", repository.split("://", 1)[-1].lower()).strip("-")[:54].strip("-")
+    digest = hashlib.sha256(f"{repository}\0{commit}".encode()).hexdigest()[:32]
+    short = re.sub(r"[^a-z0-9]", "", commit.lower())[:12]
+    return "-".join(part for part in (slug or "repository", short, digest) if part)
+
+
+def _check_same_image(build: Build, repository: str, commit: str) -> Build:
+    """``build`` if it is this repository at this commit; Conflict if something else holds its name
+    (an operator-registered image, or a record from before names were derived as they are now)."""
+    if build.repository != repository or build.commit != commit:
+        raise Conflict(f"The image name '{build.image_name}' is taken by another image, not {repository} "
+                       f"at {commit}; ask the operator to remove that image.")
+    return build
 
 
 class BuildService:
@@ -33,28 +49,48 @@ class BuildService:
         self.resolver = resolver
         self.clock = clock
 
-    def request(self, body: BuildCreate) -> Build:
-        """The build of this repository at this ref: existing (cached) or newly started."""
-        local = self.settings.backend == "local"
-        repository = validate_repository_url(body.repository, allow_http=local, allow_local=local,
-                                             allowed_hosts=self.settings.allowed_hosts)
+    def request(self, body: BuildCreate, *, client: str | None = None) -> Build:
+        """The build of this repository at this ref: existing (cached) or newly started.
+
+        ``client`` is an anonymous caller (``routes.api.anonymous_client``): a build it starts
+        counts against its rate limit, in the same write as the build; a cached one costs nothing."""
+        repository = self._canonical(body.repository)
         commit = self.resolver.resolve(repository, body.ref)
         image_name = image_name_for(repository, commit)
         existing = self.store.builds.get(image_name)
-        if existing and existing.status is not BuildStatus.failed:
-            return existing
+        if existing:
+            _check_same_image(existing, repository, commit)
+            if existing.status is not BuildStatus.failed:
+                return existing
         now = self.clock()
+        poll_at, quotas, extra = now + self.settings.build_poll_after, self._quotas, self._rate(client, now)
         if existing:
             build = self.store.builds.transition(existing, BuildStatus.pending, reason="", handle={},
-                                                 updated_at=now, poll_at=now + self.settings.build_poll_after,
-                                                 max_running=self.settings.max_builds_per_repository)
+                                                 updated_at=now, poll_at=poll_at, quotas=quotas, extra=extra)
         else:
             build = Build(image_name=image_name, status=BuildStatus.pending, repository=repository, ref=body.ref,
                           commit=commit, dependencies=body.dependencies, created_at=now, updated_at=now)
-            if not self.store.builds.create(build, poll_at=now + self.settings.build_poll_after,
-                                            max_running=self.settings.max_builds_per_repository):
-                return self.get(image_name)  # a concurrent request created it first
+            if not self.store.builds.create(build, poll_at=poll_at, quotas=quotas, extra=extra):
+                # A concurrent request created it first (or something else holds the name).
+                return _check_same_image(self.get(image_name), repository, commit)
         return self._start(build)
+
+    def _canonical(self, url: str) -> str:
+        """The validated URL's canonical repository: what builds are stored, found and counted by."""
+        local = self.settings.backend == "local"
+        return canonical_repository(validate_repository_url(url, allow_http=local, allow_local=local,
+                                                            allowed_hosts=self.settings.allowed_hosts))
+
+    @property
+    def _quotas(self) -> Quotas:
+        return Quotas(builds=self.settings.max_builds, builds_per_repository=self.settings.max_builds_per_repository)
+
+    def _rate(self, client: str | None, now: int) -> list[Counted]:
+        limit = self.settings.build_rate_limit
+        if not client or not limit:
+            return []
+        return [rate_update(self.store.dynamo, client, now=now, window=self.settings.build_rate_window,
+                            limit=limit, counter="builds")]
 
     def _start(self, build: Build) -> Build:
         request = BuildRequest(build.image_name, build.repository, build.ref, build.commit)
@@ -78,12 +114,10 @@ class BuildService:
         return build
 
     def find(self, repository: str) -> Build:
-        local = self.settings.backend == "local"
-        normalized = validate_repository_url(repository, allow_http=local, allow_local=local,
-                                             allowed_hosts=self.settings.allowed_hosts)
-        build = self.store.builds.latest_for(normalized)
+        canonical = self._canonical(repository)
+        build = self.store.builds.latest_for(canonical)
         if build is None:
-            raise NotFound(f"No build of {normalized} yet. Start one with POST /builds/repos.")
+            raise NotFound(f"No build of {canonical} yet. Start one with POST /builds/repos.")
         return build
 
     def register_image(self, body: ImageRegister) -> Build:

@@ -46,13 +46,16 @@ class ServerLifecycle:
         self.spawner = spawner
         self.clock = clock
 
-    def launch(self, staging: Staging, count: int, *, claimed: bool, extra: Sequence[Counted] = ()) -> list[Server]:
-        """Start ``count`` servers (at most one platform batch); claimed ones are handed out already.
+    def launch(self, staging: Staging, count: int, *, claimed: bool, extra: Sequence[Counted] = (),
+               client: str = "") -> list[Server]:
+        """Start ``count`` servers (at most one platform batch); claimed ones are handed out already,
+        to ``client`` when an anonymous caller asked (they count against its limit).
 
         Raises QuotaExceeded, before anything starts, if they would pass a limit. The servers
         returned carry their task's handle and token as the platform gave them."""
         now, launch, key = self.clock(), secrets.token_hex(8), secrets.token_hex(24)
-        servers = [self._new(staging, now, claimed, launch, key, solo=count == 1) for _ in range(count)]
+        servers = [self._new(staging, now, claimed, launch, key, solo=count == 1, client=client)
+                   for _ in range(count)]
         self.store.servers.create(servers, due_at=now + self.settings.check_interval, quotas=self.quotas,
                                   extra=extra)
         try:
@@ -96,12 +99,14 @@ class ServerLifecycle:
                 continue
         return failed
 
-    def _new(self, staging: Staging, now: int, claimed: bool, launch: str, key: str, *, solo: bool) -> Server:
+    def _new(self, staging: Staging, now: int, claimed: bool, launch: str, key: str, *, solo: bool,
+             client: str) -> Server:
         """A server to save before starting it: alone, its token is the launch key; in a batch, its
         token is derived from the key and its task, once known."""
         stop_at = now + self.settings.server_max_lifetime if claimed else 0
         return Server(environment_name=staging.environment_name, id=new_server_id(), state=ServerState.starting,
-                      claimed=claimed, source=staging.source, launch=launch, created_at=now,
+                      claimed=claimed, source=staging.source, client=client if claimed else "", launch=launch,
+                      created_at=now,
                       claimed_at=now if claimed else 0, stop_at=stop_at,
                       token=key if solo else "", launch_key="" if solo else key)
 
@@ -109,7 +114,7 @@ class ServerLifecycle:
     def quotas(self) -> Quotas:
         s = self.settings
         return Quotas(servers=s.max_servers, per_environment=s.max_servers_per_environment,
-                      per_repository=s.max_servers_per_repository)
+                      per_repository=s.max_servers_per_repository, per_client=s.max_servers_per_client)
 
     def stop(self, server: Server, reason: str) -> Server:
         """Ask the platform to stop a live server; the stop event (or the schedule) ends it.

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from chalicelib.models import BUILD_TRANSITIONS, Build, BuildStatus
-from chalicelib.store.counters import Counted, quota_error, quota_update
+from chalicelib.store.counters import Counted, Quotas, build_counts, quota_error
 from chalicelib.store.dynamo import ConditionFailed, Dynamo, assignments, serialize, values
 
 DUE_BUILD = "DUE#BUILD"
+NO_QUOTAS = Quotas()
 
 
 def _key(image_name: str) -> tuple[str, str]:
@@ -42,14 +43,16 @@ class BuildStore:
         item = self.db.get(*_key(image_name))
         return _from_item(item) if item else None
 
-    def create(self, build: Build, *, poll_at: int | None, max_running: int = 0) -> bool:
-        """Save a new build; False if one with this image name exists already.
+    def create(self, build: Build, *, poll_at: int | None, quotas: Quotas = NO_QUOTAS,
+               extra: Sequence[Counted] = ()) -> bool:
+        """Save a new build, counted with ``extra`` (a rate limit); False if one with this image
+        name exists already (then nothing is counted).
 
-        QuotaExceeded if its repository already has ``max_running`` builds running."""
+        QuotaExceeded if its repository or the service already runs its ``quotas`` of builds."""
         put = {"Put": {"TableName": self.db.table_name, "Item": serialize(_to_item(build, poll_at)),
                        "ConditionExpression": "attribute_not_exists(pk)"}}
         try:
-            self._write(put, self._running(build, 1, max_running))
+            self._write(put, [*extra, *build_counts(self.db, build.repository, 1, quotas)])
         except ConditionFailed as failure:
             if failure.failed == (0,) or not failure.failed:
                 return False
@@ -63,9 +66,11 @@ class BuildStore:
         except ConditionFailed:
             raise ConditionFailed("a repository build has this image name") from None
 
-    def transition(self, build: Build, to: BuildStatus, *, poll_at: int | None = None, max_running: int = 0,
-                   **fields: Any) -> Build:
-        """Move a build from its current status to ``to``; raises ConditionFailed if it moved meanwhile."""
+    def transition(self, build: Build, to: BuildStatus, *, poll_at: int | None = None, quotas: Quotas = NO_QUOTAS,
+                   extra: Sequence[Counted] = (), **fields: Any) -> Build:
+        """Move a build from its current status to ``to``; raises ConditionFailed if it moved meanwhile.
+
+        Going ``pending`` counts it as running, within ``quotas``; leaving it, no longer."""
         if to is not build.status and to not in BUILD_TRANSITIONS[build.status]:
             raise ConditionFailed(f"build {build.status.value} -> {to.value}")
         updates = {"status": to.value, "updated_at": fields.pop("updated_at", build.updated_at), **fields}
@@ -81,15 +86,8 @@ class BuildStore:
         update = {"Update": self.db.update_args(*_key(build.image_name), expression,
                                                 condition="#expected = :expected", names=names, vals=vals)}
         running = int(to is BuildStatus.pending) - int(build.status is BuildStatus.pending)
-        self._write(update, self._running(build, running, max_running))
+        self._write(update, [*extra, *build_counts(self.db, build.repository, running, quotas)])
         return build.model_copy(update={"status": to, **{k: v for k, v in updates.items() if k != "status"}})
-
-    def _running(self, build: Build, delta: int, cap: int) -> list[Counted]:
-        """The repository's count of running builds, when this write changes it."""
-        if not delta or not build.repository:
-            return []
-        return [quota_update(self.db, f"REPO#{build.repository}", "builds", delta, cap,
-                             f"{build.repository} already has {cap} builds running; try again when they finish.")]
 
     def _write(self, action: dict[str, Any], counted: list[Counted]) -> None:
         if not counted:

@@ -1,9 +1,13 @@
 """Counters that move in the same transaction as the thing they count, and the quotas on them.
 
     ENV#<env>            POOL   available / starting / running (pool buckets), live (all servers)
-    QUOTA#GLOBAL         QUOTA  servers: live servers in this deployment
+    QUOTA#GLOBAL         QUOTA  servers, builds: live servers and running builds in this deployment
     QUOTA#REPO#<repo>    QUOTA  servers, builds: live servers and running builds of a repository
-    RATE#<client>        <window start>   launches: anonymous launches from one address
+    QUOTA#CLIENT#<client> QUOTA servers: live servers handed out to one anonymous client
+    RATE#<client>        <counter>#<window start>   launches, builds: anonymous ones from one client
+
+A client is an anonymous caller's address (an IPv6 one by its /64); <repo> is the canonical
+repository (``repository_urls.canonical_repository``).
 
 A limit is a condition on the counter's update, so it holds under any concurrency: the
 transaction that would pass it is cancelled, and ``quota_error`` names the limit it hit.
@@ -12,13 +16,16 @@ transaction that would pass it is cancelled, and ``quota_error`` names the limit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from chalicelib.errors import QuotaExceeded
 from chalicelib.store.dynamo import Dynamo, values
 from chalicelib.store.environments import env_pk
 
 RETRY_AFTER = "60"
+# A client's count outlives the lifetime of the last server it counted by this much (DynamoDB
+# TTL): by then that server has ended, so the item at 0 can go and addresses do not pile up.
+CLIENT_COUNT_RETENTION = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,8 @@ class Quotas:
     servers: int = 0
     per_environment: int = 0
     per_repository: int = 0
+    per_client: int = 0
+    builds: int = 0
     builds_per_repository: int = 0
 
 
@@ -54,20 +63,31 @@ def pool_update(db: Dynamo, environment_name: str, buckets: dict[str, int], live
                                              condition=condition, names=names, vals=vals)}, refusal)
 
 
-def quota_update(db: Dynamo, scope: str, counter: str, delta: int, cap: int, refusal: str) -> Counted:
-    """ADD ``delta`` to ``counter`` of QUOTA#<scope>, refused if that would pass ``cap``."""
+def quota_update(db: Dynamo, scope: str, counter: str, delta: int, cap: int, refusal: str, *,
+                 expires_at: int = 0) -> Counted:
+    """ADD ``delta`` to ``counter`` of QUOTA#<scope>, refused if that would pass ``cap``.
+
+    ``expires_at``: the item's TTL, moved on by an increase; a decrease only sets a missing one."""
     kwargs: dict[str, Any] = {"names": {"#n": counter}, "vals": values(d=delta)}
+    expression = "ADD #n :d"
+    if expires_at:
+        expiry = ":expires" if delta > 0 else "if_not_exists(expires_at, :expires)"
+        expression += f" SET expires_at = {expiry}"
+        kwargs["vals"] |= values(expires=expires_at)
     if delta > 0 and cap:
         kwargs["condition"] = "attribute_not_exists(#n) OR #n <= :most"
         kwargs["vals"] |= values(most=cap - delta)
     else:
         refusal = ""
-    return Counted({"Update": db.update_args(f"QUOTA#{scope}", "QUOTA", "ADD #n :d", **kwargs)}, refusal)
+    return Counted({"Update": db.update_args(f"QUOTA#{scope}", "QUOTA", expression, **kwargs)}, refusal)
 
 
 def server_counts(db: Dynamo, environment_name: str, source: str, buckets: dict[str, int], live: int,
-                  quotas: Quotas) -> list[Counted]:
-    """The counter updates for servers entering (live > 0) or leaving (live < 0) an environment."""
+                  quotas: Quotas, *, held: Mapping[str, int] | None = None, stop_at: int = 0) -> list[Counted]:
+    """The counter updates for servers entering (live > 0) or leaving (live < 0) an environment.
+
+    ``held``: anonymous client -> how many servers it starts (> 0) or stops (< 0) holding;
+    ``stop_at``: the end of those servers' lifetime."""
     counted = [pool_update(db, environment_name, buckets, live, quotas.per_environment)]
     if live:
         counted.append(quota_update(
@@ -77,17 +97,37 @@ def server_counts(db: Dynamo, environment_name: str, source: str, buckets: dict[
             counted.append(quota_update(
                 db, f"REPO#{source}", "servers", live, quotas.per_repository,
                 f"{source} already has its limit of {quotas.per_repository} servers; try again later."))
+    for client, delta in (held or {}).items():
+        counted.append(quota_update(
+            db, f"CLIENT#{client}", "servers", delta, quotas.per_client,
+            f"Your address already holds its limit of {quotas.per_client} servers. Stop one "
+            "(DELETE /deployments/{env}/{id}), wait until one ends, or use an API token.",
+            expires_at=stop_at + CLIENT_COUNT_RETENTION))
     return counted
 
 
-def rate_update(db: Dynamo, client: str, *, now: int, window: int, limit: int) -> Counted:
-    """Count one anonymous launch from ``client``; refused past ``limit`` in the current window."""
+def build_counts(db: Dynamo, repository: str, delta: int, quotas: Quotas) -> list[Counted]:
+    """The counter updates for a build of ``repository`` starting (delta > 0) or ending (< 0)."""
+    if not delta or not repository:
+        return []
+    cap = quotas.builds_per_repository
+    return [
+        quota_update(db, f"REPO#{repository}", "builds", delta, cap,
+                     f"{repository} already has {cap} builds running; try again when they finish."),
+        quota_update(db, "GLOBAL", "builds", delta, quotas.builds,
+                     f"This service runs its limit of {quotas.builds} builds at once; try again in a few minutes."),
+    ]
+
+
+def rate_update(db: Dynamo, client: str, *, now: int, window: int, limit: int, counter: str = "launches") -> Counted:
+    """Count one anonymous ``counter`` (launches, builds) from ``client``; refused past ``limit``
+    in the current window."""
     start = now - now % window
     return Counted({"Update": db.update_args(
-        f"RATE#{client}", str(start), "ADD launches :one SET expires_at = :expires",
-        condition="attribute_not_exists(launches) OR launches < :limit",
+        f"RATE#{client}", f"{counter}#{start}", "ADD #n :one SET expires_at = :expires",
+        condition="attribute_not_exists(#n) OR #n < :limit", names={"#n": counter},
         vals=values(one=1, expires=start + 2 * window, limit=limit))},
-        f"Too many launches from your address: at most {limit} per {window} seconds. "
+        f"Too many {counter} from your address: at most {limit} per {window} seconds. "
         "Wait a moment, or use an API token.", retry_after=str(start + window - now))
 
 

@@ -8,6 +8,7 @@ transaction. So the counters are exact and no server is ever handed out twice.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -96,22 +97,26 @@ class ServerStore:
             if server.counter:
                 buckets[server.counter] = buckets.get(server.counter, 0) + 1
         first = servers[0]
+        held = Counter(server.client for server in servers if server.client)
         counted = [*extra, *server_counts(self.db, first.environment_name, first.source, buckets,
-                                          len(servers), quotas)]
+                                          len(servers), quotas, held=held, stop_at=first.stop_at)]
         self._transact(actions, counted)
 
     def transition(self, server: Server, to: ServerState, *, due_at: int | None = None,
                    expires_at: int | None = None, extra: Sequence[Counted] = (), unbound: bool = False,
-                   **fields: Any) -> Server:
+                   quotas: Quotas = NO_QUOTAS, **fields: Any) -> Server:
         """Move ``server`` to state ``to`` if nobody moved it first (else ConditionFailed).
 
-        ``unbound``: also only if no task is recorded on it yet (binding a task to its server)."""
+        ``unbound``: also only if no task is recorded on it yet (binding a task to its server).
+        ``quotas``: the limits on the counters this move raises (a claim raises its client's)."""
         update = self._update(server, to, due_at, expires_at, unbound, fields)
         after = server.model_copy(update={"state": to, **fields})
         buckets = self._buckets(server, after)
         live = int(after.state in LIVE_STATES) - int(server.state in LIVE_STATES)
+        held = self._held(server, after)
         counted = [*extra, *server_counts(self.db, server.environment_name, server.source, buckets, live,
-                                          NO_QUOTAS)] if buckets or live or extra else []
+                                          quotas, held=held, stop_at=after.stop_at)
+                   ] if buckets or live or held or extra else []
         self._transact([{"Update": update}], counted)
         return after
 
@@ -160,14 +165,19 @@ class ServerStore:
             vals=vals | values(was=server.state.value, claimed_was=server.claimed),
         )
 
-    def claim(self, environment_name: str, *, now: int, stop_at: int, extra: Sequence[Counted] = ()) -> Claim:
+    def claim(self, environment_name: str, *, now: int, stop_at: int, extra: Sequence[Counted] = (),
+              client: str = "", quotas: Quotas = NO_QUOTAS) -> Claim:
         """Hand out one available server: a query, then one conditional transaction per try.
+
+        An anonymous ``client`` holds the server from the claim on, within ``quotas.per_client``.
 
         The ``available`` index holds an environment's available servers and, once it is
         launchable, its staging (the oldest item, so it comes first): the same query tells a cold
         start what to start. Concurrent claimers see the same first items, so each tries a few of
         them in random order; only when every candidate of a round was taken does it ask again."""
         staging = None
+        handed_out: dict[str, Any] = {"claimed": True, "claimed_at": now, "stop_at": stop_at,
+                                      **({"client": client} if client else {})}
         for _ in range(CLAIM_ROUNDS):
             items = list(self.db.query("avail_env = :env", values(env=environment_name), index="available",
                                        limit=CLAIM_CANDIDATES + 1))
@@ -176,8 +186,8 @@ class ServerStore:
             random.shuffle(candidates)
             for server in candidates:
                 try:
-                    return Claim(self.transition(server, ServerState.running, due_at=stop_at, claimed=True,
-                                                 claimed_at=now, stop_at=stop_at, extra=extra), staging)
+                    return Claim(self.transition(server, ServerState.running, due_at=stop_at, extra=extra,
+                                                 quotas=quotas, **handed_out), staging)
                 except ConditionFailed:
                     continue  # somebody else claimed it (or the index lagged the table): try the next one
             if len(items) <= CLAIM_CANDIDATES:
@@ -202,6 +212,16 @@ class ServerStore:
         servers = [s for s in self.live(environment_name)
                    if not s.claimed and s.state in (ServerState.starting, ServerState.available)]
         return sorted(servers, key=lambda s: (s.state is ServerState.available, -s.created_at))
+
+    @staticmethod
+    def _held(before: Server, after: Server) -> dict[str, int]:
+        """Anonymous client -> change in the live servers it holds: a client holds its live servers."""
+        held: Counter[str] = Counter()
+        if before.client and before.state in LIVE_STATES:
+            held[before.client] -= 1
+        if after.client and after.state in LIVE_STATES:
+            held[after.client] += 1
+        return {client: delta for client, delta in held.items() if delta}
 
     @staticmethod
     def _buckets(before: Server, after: Server) -> dict[str, int]:
