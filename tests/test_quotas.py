@@ -70,6 +70,8 @@ def test_anonymous_launches_are_rate_limited_per_address(client: Any, world: Wor
 
     assert refused.status_code == 429 and "per 60 seconds" in body(refused)["message"]
     assert 0 < int(refused.headers["Retry-After"]) <= 60
+    assert (refused.headers["RateLimit-Limit"], refused.headers["RateLimit-Remaining"]) == ("3", "0")
+    assert refused.headers["RateLimit-Reset"] == refused.headers["Retry-After"]
     assert live_items(world, environment) == 3
     assert launch(client, environment, auth()).status_code == 202  # a token holder is not rate limited
     world.clock.advance(60)

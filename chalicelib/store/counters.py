@@ -47,6 +47,7 @@ class Counted:
     action: dict[str, Any]
     refusal: str = ""
     retry_after: str = RETRY_AFTER
+    headers: tuple[tuple[str, str], ...] = ()  # more for the refusal: a rate limit's figures
 
 
 def pool_update(db: Dynamo, environment_name: str, buckets: dict[str, int], live: int, cap: int) -> Counted:
@@ -128,7 +129,10 @@ def rate_update(db: Dynamo, client: str, *, now: int, window: int, limit: int, c
         condition="attribute_not_exists(#n) OR #n < :limit", names={"#n": counter},
         vals=values(one=1, expires=start + 2 * window, limit=limit))},
         f"Too many {counter} from your address: at most {limit} per {window} seconds. "
-        "Wait a moment, or use an API token.", retry_after=str(start + window - now))
+        "Wait a moment, or use an API token.", retry_after=str(start + window - now),
+        # The rate limit's figures, as the IETF httpapi draft names them; browsers may read them (CORS exposes them).
+        headers=(("RateLimit-Limit", str(limit)), ("RateLimit-Remaining", "0"),
+                 ("RateLimit-Reset", str(start + window - now))))
 
 
 def quota_error(counted: list[Counted], failed: tuple[int, ...], offset: int) -> QuotaExceeded | None:
@@ -138,5 +142,6 @@ def quota_error(counted: list[Counted], failed: tuple[int, ...], offset: int) ->
     for index in failed:
         position = index - offset
         if 0 <= position < len(counted) and counted[position].refusal:
-            return QuotaExceeded(counted[position].refusal, headers={"Retry-After": counted[position].retry_after})
+            refused = counted[position]
+            return QuotaExceeded(refused.refusal, headers={"Retry-After": refused.retry_after, **dict(refused.headers)})
     return None
