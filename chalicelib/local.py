@@ -44,6 +44,9 @@ LOCAL_DEFAULTS = {
     # (or build) unless the operator lists it, e.g. a Thebe page under development.
     "BINDERLESS_CORS_ORIGINS": "",
 }
+# On loopback the only client is the person who started it: rebuilding commit after commit is the
+# point. Served to other machines (BINDERLESS_ALLOW_REMOTE) the AWS defaults apply.
+LOOPBACK_DEFAULTS = {"BINDERLESS_BUILD_RATE_LIMIT": "0"}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 # With remote access on, anybody who reaches the port could otherwise build (run setup code) as you.
 TOKEN_ONLY_WHEN_REMOTE = "builds.create"  # noqa: S105 (an endpoint name)
@@ -96,6 +99,9 @@ def check_remote_access(host: str) -> None:
                           "repositories' code as you. Set BINDERLESS_ALLOW_REMOTE=1 to serve other machines "
                           "(builds then need an API token).")
     os.environ["BINDERLESS_ALLOW_REMOTE"] = "true" if remote else "false"
+    if not remote:
+        for name, value in LOOPBACK_DEFAULTS.items():
+            os.environ.setdefault(name, value)
     if remote:
         from chalicelib.config import DEFAULT_PUBLIC_ENDPOINTS
 
