@@ -161,3 +161,21 @@ def test_with_remote_access_builds_need_a_token(tmp_path: Path, repository: Path
         assert remote.api("GET", "/health", admin=False).status == 200
         wait_for(lambda: remote.api("POST", "/builds/repos", {"repository": str(repository)}).status == 202, 10,
                  "an admin may build")
+
+
+def test_loopback_lifts_the_build_rate_limit_and_remote_access_keeps_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.config import Settings
+    from chalicelib.local import check_remote_access
+
+    for name in ("BINDERLESS_BUILD_RATE_LIMIT", "BINDERLESS_PUBLIC_ENDPOINTS", "BINDERLESS_ALLOW_REMOTE"):
+        monkeypatch.delenv(name, raising=False)
+    check_remote_access("127.0.0.1")
+    local = Settings.from_env()
+    assert local.build_rate_limit == 0 and not local.allow_remote and "builds.create" in local.public_endpoints
+
+    monkeypatch.delenv("BINDERLESS_BUILD_RATE_LIMIT")
+    monkeypatch.setenv("BINDERLESS_ALLOW_REMOTE", "1")
+    check_remote_access("0.0.0.0")  # noqa: S104
+    remote = Settings.from_env()
+    assert remote.build_rate_limit == Settings().build_rate_limit > 0 and remote.allow_remote
+    assert "builds.create" not in remote.public_endpoints and "deployments.create" in remote.public_endpoints
