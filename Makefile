@@ -35,7 +35,7 @@ clean:
 
 # ---- infra/: lint and security-check the CloudFormation, deploy the stack, configure and deploy a stage.
 # make infra-deploy [STACK=binderless] [PARAMS="VpcId=vpc-1 SubnetIds=subnet-a,subnet-b"]
-# make deploy [STACK=binderless] [STAGE=prod]        (configure the stage from the stack, then chalice deploy)
+# make deploy [STACK=binderless] [STAGE=prod]        (configure the stage, chalice deploy, gateway responses)
 STACK         ?= binderless
 STAGE         ?= prod
 PARAMS        ?=
@@ -71,5 +71,8 @@ infra-deploy:
 configure: $(STAMP)
 	$(BIN)/python -m scripts.configure --stack $(STACK) --stage $(STAGE)
 
+# chalice deploy puts its API definition back each time (resetting API Gateway's own error replies):
+# scripts.gateway_responses sets them again and redeploys the stage.
 deploy: configure
 	$(BIN)/chalice deploy --stage $(STAGE)
+	$(BIN)/python -m scripts.gateway_responses --stage $(STAGE)

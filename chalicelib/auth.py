@@ -12,7 +12,7 @@ import secrets
 from typing import Callable
 
 from chalicelib.config import Settings
-from chalicelib.errors import Forbidden, Invalid, NotFound, Unauthorized
+from chalicelib.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from chalicelib.models import Server, Token
 from chalicelib.store.tokens import TokenStore
 
@@ -41,6 +41,7 @@ CHALLENGE = {"WWW-Authenticate": 'token realm="binderless"'}
 OWNER_OR_ADMIN = frozenset({"deployments.delete"})
 OWNER_OR_ADMIN_HINT = "Only the server's own token (the one in its location) or an admin token may do this."
 MIN_ADMIN_TOKEN_LENGTH = 16
+MIN_TOKEN_ID_LENGTH = 8  # of a hash prefix that `cli token revoke` takes as an id
 
 
 def check_admin_token(token: str) -> str:
@@ -137,6 +138,13 @@ class Authenticator:
             raise Unauthorized("The API token has expired; ask the operator for a new one.", headers=CHALLENGE)
         return frozenset(stored.scopes)
 
+    def is_admin(self, header: str | None) -> bool:
+        """Whether ``header`` holds a valid admin token; no token or a bad one is simply not admin."""
+        try:
+            return "admin" in self.scopes_of(header)
+        except Unauthorized:
+            return False
+
     def create_token(self, name: str, scopes: list[str], ttl: int | None = None) -> tuple[str, Token]:
         """A new token; the plain value is returned once and never stored."""
         plain = secrets.token_urlsafe(32)
@@ -149,10 +157,20 @@ class Authenticator:
         return plain, record
 
     def revoke(self, token_or_id: str) -> Token:
-        """Revoke by the token itself, or by the id (hash prefix, >= 8 characters) that ``list`` shows."""
-        for record in self.tokens.all():
-            if record.digest == hash_token(token_or_id) or (
-                    len(token_or_id) >= 8 and record.digest.startswith(token_or_id)):
-                self.tokens.delete(record.digest)
-                return record
-        raise NotFound("No such token.")
+        """Revoke by the token itself, or by the id (hash prefix, >= 8 characters) that ``list`` shows.
+
+        An id that more than one token starts with revokes nothing: guessing which one was meant
+        could leave the leaked token working and cut off another."""
+        records = list(self.tokens.all())
+        digest = hash_token(token_or_id)
+        matches = [record for record in records if record.digest == digest]
+        if not matches and len(token_or_id) >= MIN_TOKEN_ID_LENGTH:
+            matches = [record for record in records if record.digest.startswith(token_or_id.lower())]
+        if not matches:
+            raise NotFound("No such token.")
+        if len(matches) > 1:
+            raise Conflict(f"The id '{token_or_id}' matches {len(matches)} tokens; nothing was revoked. Give more "
+                           "of the id ('token list' shows 12 characters) or the token itself.")
+        record, = matches
+        self.tokens.delete(record.digest)
+        return record

@@ -55,6 +55,11 @@ FARGATE_PAIRS: Mapping[int, tuple[int, ...]] = MappingProxyType(
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
 _CPU_PATTERN = re.compile(rf"({_NUMBER})\s*(m|vcpus?|cpus?)?", re.IGNORECASE)
 _MEMORY_PATTERN = re.compile(rf"({_NUMBER})\s*([mg]i?b?)?", re.IGNORECASE)
+# The string forms, as the OpenAPI document states them (JSON Schema patterns have no flags, so
+# cases are spelled out; a sign is left out, since only positive sizes are accepted).
+_POSITIVE = r"(?:\d+(?:\.\d*)?|\.\d+)"
+CPU_TEXT_PATTERN = rf"^\s*{_POSITIVE}\s*(?:[mM]|[vV]?[cC][pP][uU][sS]?)?\s*$"
+MEMORY_TEXT_PATTERN = rf"^\s*{_POSITIVE}\s*(?:[mMgG][iI]?[bB]?)?\s*$"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,10 @@ NO_ROUTE = NotFound("No such path in this API; GET /openapi.json lists them.")
 
 
 class LocalRequestHandler(ChaliceRequestHandler):
+    # Headers and body go out in separate writes; with Nagle's algorithm each small reply waits
+    # ~40 ms for the client's delayed ACK.
+    disable_nagle_algorithm = True
+
     def log_message(self, format: str, *args: Any) -> None:
         """One stderr line per request is noise in `make run`'s terminal."""
 

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any
+from typing import Any, Callable
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
 
 from chalicelib.catalog import ServiceRequest
+from chalicelib.limits import CPU_FORMS, CPU_TEXT_PATTERN, MEMORY_FORMS, MEMORY_TEXT_PATTERN
+from chalicelib.repository_urls import MAX_URL_LENGTH
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+SERVER_ID_PATTERN = r"^[0-9a-f]{32}$"  # services.servers.new_server_id: 128 random bits in hex
 _NAME_RE = re.compile(NAME_PATTERN)
 
-RawLimit = StrictInt | float | str
+# Strict: a JSON true is not 1 vCPU, nor "1" a number (limits.py reads the string forms itself).
+RawLimit = StrictInt | StrictFloat | StrictStr
 
 
 def is_valid_name(name: str) -> bool:
@@ -30,9 +34,28 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=False, str_strip_whitespace=True)
 
 
+def _documented(**schema: Any) -> Callable[[dict[str, Any]], None]:
+    """A field's JSON Schema with what the API checks beyond pydantic (repository_urls, limits)."""
+
+    def extend(field_schema: dict[str, Any]) -> None:
+        field_schema.update(schema)
+
+    return extend
+
+
+def _limit(pattern: str, forms: str) -> Any:
+    """A cpu or memory limit: a positive number, or a string in one of ``forms`` (limits.py parses both)."""
+    return Field(None, json_schema_extra=_documented(
+        anyOf=[{"type": "number", "exclusiveMinimum": 0}, {"type": "string", "pattern": pattern}, {"type": "null"}],
+        description=f"Accepted forms: {forms}. It must make a Fargate (cpu, memory) pair within this deployment's "
+                    "caps."))
+
+
 class BuildCreate(Request):
-    repository: str = Field(min_length=1, max_length=2048)
-    ref: str = Field("HEAD", min_length=1, max_length=255)
+    repository: str = Field(min_length=1, max_length=MAX_URL_LENGTH, json_schema_extra=_documented(
+        format="uri", description="The repository's https URL (local mode also takes a local path or file:// URL), "
+                                  "on a host the operator allows."))
+    ref: str = Field("HEAD", min_length=1, max_length=255, description="A branch, tag, full refs/... name or HEAD.")
     dependencies: list[str] = Field(default_factory=list, max_length=50)
 
 
@@ -42,12 +65,12 @@ class ImageRegister(Request):
 
 
 class LimitsRequest(Request):
-    cpu: RawLimit | None = None
-    memory: RawLimit | None = None
+    cpu: RawLimit | None = _limit(CPU_TEXT_PATTERN, CPU_FORMS)
+    memory: RawLimit | None = _limit(MEMORY_TEXT_PATTERN, MEMORY_FORMS)
 
 
 class StagingCreate(Request):
-    image_name: str = Field(alias="image-name", min_length=1, max_length=100)
+    image_name: str = Field(alias="image-name", pattern=NAME_PATTERN)
     limits: LimitsRequest = Field(default_factory=LimitsRequest)
     services: list[ServiceRequest] = Field(default_factory=list, max_length=5)
     environment_name: str | None = Field(None, alias="environment-name", pattern=NAME_PATTERN)
@@ -123,6 +146,7 @@ class Staging(BaseModel):
     reason: str = ""
     handle: dict[str, str] = Field(default_factory=dict)
     created_at: int = 0
+    attempted_at: int = 0  # when its latest register began (0: at created_at, before retries existed)
 
 
 class Pool(BaseModel):
@@ -140,6 +164,9 @@ class Server(BaseModel):
     state: ServerState
     claimed: bool
     source: str = ""  # the staging's: its repository, or image:<name>
+    # The anonymous caller it was handed out to (its address, an IPv6 one by its /64), whose count
+    # of live servers it is in; empty for pooled servers until claimed, and for token holders.
+    client: str = Field(default="", repr=False)
     launch: str = ""  # the platform call that started it: an event about its task finds it by this
     token: str = Field(default="", repr=False)
     launch_key: str = Field(default="", repr=False)  # a batch's secret, until the token derived from it is saved

@@ -65,17 +65,19 @@ class _NoFieldTitles(GenerateJsonSchema):
 # (model, mode) -> {"$ref": ...}, as pydantic's models_json_schema names them
 Refs = Mapping[tuple[Any, JsonSchemaMode], dict[str, Any]]
 Routes = Mapping[str, Mapping[str, RouteEntry]]  # Chalice's table: path -> method -> entry
-_cache: dict[tuple[tuple[tuple[str, str, str], ...], frozenset[str]], dict[str, Any]] = {}
+_cache: dict[tuple[tuple[tuple[str, str, str], ...], frozenset[str], int | None], dict[str, Any]] = {}
 
 
-def openapi_document(routes: Routes, is_public: Callable[[str], bool], base_path: str = "") -> dict[str, Any]:
-    """The document for this route table, as public as ``is_public`` says; built once per process."""
+def openapi_document(routes: Routes, is_public: Callable[[str], bool], base_path: str = "", *,
+                     max_pool_size: int | None = None) -> dict[str, Any]:
+    """The document for this route table, as public as ``is_public`` says and with this deployment's
+    bounds (``max_pool_size``); built once per process."""
     table = tuple(sorted((path, method, endpoint_name(entry))
                          for path, methods in routes.items() for method, entry in methods.items()))
     public = frozenset(name for _, _, name in table if is_public(name))
-    key = (table, public)
+    key = (table, public, max_pool_size)
     if key not in _cache:
-        _cache[key] = build_document(routes, public)
+        _cache[key] = build_document(routes, public, max_pool_size=max_pool_size)
     return {**_cache[key], "servers": [{"url": base_path or "/"}]}
 
 
@@ -86,8 +88,10 @@ def endpoint_name(entry: RouteEntry) -> str:
     return name
 
 
-def build_document(routes: Routes, public: frozenset[str]) -> dict[str, Any]:
+def build_document(routes: Routes, public: frozenset[str], *, max_pool_size: int | None = None) -> dict[str, Any]:
     refs, schemas = _schemas()
+    if max_pool_size is not None:  # the pools service refuses more (422), so the document says so
+        schemas["PoolSize"]["properties"]["size"]["maximum"] = max_pool_size
     paths: dict[str, dict[str, Any]] = {}
     for path, methods in sorted(routes.items()):
         for method, entry in sorted(methods.items()):
@@ -145,8 +149,8 @@ def _operation(operation: Operation, entry: RouteEntry, name: str, public: bool,
     }
     parameters = [_path_parameter(arg) for arg in entry.view_args]
     parameters += [{"name": query, "in": "query", "required": True, "description": text,
-                    "schema": {"type": "string", "minLength": 1}, "example": example}
-                   for query, (text, example) in operation.query.items()]
+                    "schema": schema, "example": example}
+                   for query, (text, example, schema) in operation.query.items()]
     parameters += operation.headers
     if parameters:
         document["parameters"] = parameters
@@ -195,6 +199,6 @@ def _responses(operation: Operation, public: bool, refs: Refs) -> dict[str, Any]
 def _path_parameter(name: str) -> dict[str, Any]:
     if name not in PATH_PARAMETERS:
         raise UndocumentedRoute(f"path parameter {name!r} has no entry in openapi_operations.PATH_PARAMETERS")
-    description, example = PATH_PARAMETERS[name]
+    description, example, schema = PATH_PARAMETERS[name]
     return {"name": name, "in": "path", "required": True, "description": description,
-            "schema": {"type": "string"}, "example": example}
+            "schema": schema, "example": example}

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from chalicelib.models import BuildCreate, ImageRegister, PoolSize, StagingCreate
+from chalicelib.models import NAME_PATTERN, SERVER_ID_PATTERN, BuildCreate, ImageRegister, PoolSize, StagingCreate
 from chalicelib.replies import (
     BuildSummary,
     Health,
@@ -28,6 +28,7 @@ from chalicelib.replies import (
     StatusReply,
     Versions,
 )
+from chalicelib.repository_urls import MAX_URL_LENGTH
 
 
 @dataclass(frozen=True)
@@ -49,18 +50,22 @@ class Operation:
     body: type[BaseModel] | None = None
     example: Any = None
     description: str = ""
-    query: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # name -> (description, example)
+    # query parameter name -> (description, example, schema)
+    query: Mapping[str, tuple[str, str, dict[str, Any]]] = field(default_factory=dict)
     headers: tuple[dict[str, Any], ...] = ()  # header parameters, as OpenAPI writes them
 
 
 REPOSITORY = "https://github.com/binder-examples/requirements"
-IMAGE = "github-com-binder-examples-requirements-1a2b3c-0123456789ab"
-ENVIRONMENT = f"{IMAGE}-5f0e2a9c"
-PATH_PARAMETERS = {
-    "image_name": ("An image-name, as POST /builds/repos or POST /builds/images named it.", IMAGE),
-    "environment_name": ("An environment-name, as POST /stagings named it.", ENVIRONMENT),
-    "server_id": ("A server's id, as POST /deployments/{environment_name} gave it.", "9f3c" + "0" * 28),
+IMAGE = "github-com-binder-examples-requirements-0123456789ab-6869538414c8e928eaaaea8a7024ec00"
+ENVIRONMENT = f"{IMAGE[:80]}-5f0e2a9c"
+NAME = {"type": "string", "pattern": NAME_PATTERN}  # a name that does not match is never found (404)
+PATH_PARAMETERS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "image_name": ("An image-name, as POST /builds/repos or POST /builds/images named it.", IMAGE, NAME),
+    "environment_name": ("An environment-name, as POST /stagings named it.", ENVIRONMENT, NAME),
+    "server_id": ("A server's id, as POST /deployments/{environment_name} gave it.", "9f3c" + "0" * 28,
+                  {"type": "string", "pattern": SERVER_ID_PATTERN}),
 }
+REPOSITORY_QUERY = {"type": "string", "format": "uri", "minLength": 1, "maxLength": MAX_URL_LENGTH}
 
 BODY = {400: "No body, a body that is not a JSON object, or malformed JSON.",
         422: "Unknown fields, or values of the wrong type or out of range."}
@@ -93,7 +98,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "findBuild", "The newest completed build of a repository, else its newest build",
         {200: answer("The build.", BuildSummary)},
         {400: "No repository given, or not an acceptable URL.", 404: "The repository has not been built.", **BUSY},
-        query={"repository": ("The repository URL (quotes around it are ignored).", REPOSITORY)}),
+        query={"repository": ("The repository URL (quotes around it are ignored).", REPOSITORY, REPOSITORY_QUERY)}),
     ("GET", "/builds/repos/{image_name}"): Operation(
         "getBuild", "A build, or an operator-registered image",
         {200: answer("The build, or the registered image.", RepositoryBuild, RegisteredImage)},
@@ -109,7 +114,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body=ImageRegister, example={"image-name": "scipy-notebook", "image": "quay.io/jupyter/scipy-notebook:latest"}),
     ("POST", "/stagings"): Operation(
         "createStaging", "Stage an image with limits and services as a launchable environment",
-        {200: answer("The same staging exists already.", StagingCreated),
+        {200: answer("The same staging exists already (one that had failed, or was stuck pending, is registered "
+                     "again first).", StagingCreated),
          201: answer("Staged.", StagingCreated)},
         {**BODY, 400: "A malformed body, or services the catalog does not offer.", 404: "No such image.",
          409: "The image is still building or its build failed, or the environment-name is taken by another "
@@ -136,13 +142,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
          503: "No server could be started right now, or AWS is throttling: retry after Retry-After seconds."},
         description="No request body.", headers=(IDEMPOTENCY_KEY,)),
     ("GET", "/deployments/{environment_name}"): Operation(
-        "listDeployments", "The environment's live servers, without their tokens",
-        {200: answer("The servers, oldest first.", ServerList)}, {**NO_ENVIRONMENT, **BUSY}),
+        "listDeployments", "The environment's live servers, never their tokens",
+        {200: answer("The servers, oldest first.", ServerList)}, {**NO_ENVIRONMENT, **BUSY},
+        description="An admin token sees each server's id, uri and location (its URL without the token); any "
+                    "other caller sees only their statuses, since an id opens its server's location, token "
+                    "included (GET /deployments/{environment_name}/{server_id})."),
     ("GET", "/deployments/{environment_name}/{server_id}"): Operation(
         "getDeployment", "A server: its status, and its location once it answers",
         {200: answer("The server.", ServerReply)},
         {404: "No such server (it may have ended long ago).", **GONE, **BUSY},
-        description="The id is the secret: anyone who has it may follow the server."),
+        description="The id is the secret: anyone who has it may follow the server. A pooled server not yet "
+                    "handed out answers 404, as an unknown id does."),
     ("DELETE", "/deployments/{environment_name}/{server_id}"): Operation(
         "deleteDeployment", "Stop a server",
         {200: answer("It had ended already (stopping it again changes nothing), or it ended at once.",

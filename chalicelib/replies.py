@@ -105,12 +105,14 @@ class ServerReply(Reply):
 
 
 class ListedServer(Reply):
-    """A server in an operator's list: no token."""
+    """A server in a list: never its token. Only an admin token sees ids and URLs (an id is the
+    capability to read a server's location, token included); other callers see statuses."""
 
-    id: str
+    id: str | Absent = optional("The server's id; listed for admin tokens only.")
     status: ServerState
-    uri: str = Field(description="This server's path in the API.")
-    location: str | Absent = optional("The server's URL, without its token; present once it answers.")
+    uri: str | Absent = optional("This server's path in the API; listed for admin tokens only.")
+    location: str | Absent = optional("The server's URL, without its token; listed for admin tokens only, once "
+                                      "the server answers.")
 
 
 class ServerList(RootModel[list[ListedServer]]):

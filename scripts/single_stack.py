@@ -7,7 +7,8 @@
 app and its resources: every function reads its settings from the resources (not from
 config.json), the role has the least-privilege policy of scripts/policy.py with references
 instead of names, the event rules match only this cluster and this project, and the functions
-log to one log group with the stack's retention.
+log to one log group with the stack's retention, and API Gateway's own error replies are JSON
+with CORS headers that echo nothing of the request (scripts/gateway_responses.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from scripts.cfn import BUILDSPEC, ROOT, SINGLE_STACK, TEMPLATE, dump_json, load_template, with_buildspec
+from scripts.gateway_responses import swagger_extension
 from scripts.policy import OUTPUT_SETTINGS, POLICY_OUTPUTS, lambda_policy_cfn
 
 # The logical ids `chalice package` gives app.py's functions and, with autogen_policy false, their
@@ -80,8 +82,11 @@ def single_stack(template: dict[str, Any]) -> dict[str, Any]:
             event, detail = EVENT_FILTERS[function]
             properties["Events"] = {event: {"Properties": {"Pattern": {"detail": detail}}}}
         resources[function] = {"Metadata": {"checkov": {"skip": FUNCTION_SKIPS}}, "Properties": properties}
-    # X-Ray traces of API requests (sampled) show where a slow launch spends its time.
-    resources["RestAPI"] = {"Metadata": {"checkov": {"skip": API_SKIPS}}, "Properties": {"TracingEnabled": True}}
+    # X-Ray traces of API requests (sampled) show where a slow launch spends its time. API Gateway's own
+    # replies (unknown paths, throttling, timeouts) in our JSON with CORS headers, merged into Chalice's
+    # definition body so every deployment carries them (scripts/gateway_responses.py says why).
+    resources["RestAPI"] = {"Metadata": {"checkov": {"skip": API_SKIPS}},
+                            "Properties": {"TracingEnabled": True, "DefinitionBody": swagger_extension()}}
     policy = lambda_policy_cfn(outputs, {"Fn::GetAtt": [APP_LOG_GROUP, "Arn"]})
     for role in ROLES.values():  # replaces the policy of .chalice/policy-<stage>.json (names, not references)
         resources[role] = {"Properties": {"Policies": [{"PolicyName": "binderless", "PolicyDocument": policy}]}}

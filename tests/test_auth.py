@@ -10,6 +10,7 @@ import pytest
 from chalicelib.auth import ENDPOINT_SCOPES, hash_token, parse_authorization
 from chalicelib.cli import main as cli
 from chalicelib.config import Settings
+from chalicelib.models import Token
 from tests.conftest import World, auth, body
 from tests.helpers import staged, task_event, task_of
 
@@ -135,6 +136,21 @@ def test_cli_creates_lists_and_revokes(client: Any, world: World, capsys: Any) -
 
     assert client.http.get("/pools", headers={"Authorization": f"token {token}"}).status_code == 401
     assert cli(["token", "create", "--name", "x", "--scopes", "root"]) == 1
+
+
+def test_revoking_by_an_id_that_several_tokens_share_revokes_none(client: Any, world: World, capsys: Any) -> None:
+    tokens = world.services.store.tokens
+    shared = "0123abcd"  # two ids of 8 characters that collide: as likely as a birthday, in a long list
+    for suffix, name in (("1" * 56, "first"), ("2" * 56, "second")):
+        tokens.create(Token(digest=shared + suffix, name=name, scopes=["pools"], created_at=1))
+
+    assert cli(["token", "revoke", shared]) == 1
+
+    assert "matches 2 tokens" in capsys.readouterr().err
+    assert sorted(t.name for t in tokens.all()) == ["first", "second"]
+    assert cli(["token", "revoke", shared + "1111"]) == 0
+    assert "(first)" in capsys.readouterr().out
+    assert [t.name for t in tokens.all()] == ["second"]
 
 
 def test_admin_token_from_the_environment_is_admin(client: Any) -> None:

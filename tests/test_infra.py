@@ -320,6 +320,31 @@ def test_chalice_package_merges_the_app_and_the_resources_into_one_template(pack
         assert ":*:*:" not in json.dumps(policies)
 
 
+def test_the_packaged_api_answers_unknown_paths_and_its_own_errors_as_json_with_cors(
+        packaged: dict[str, Any], tmp_path: Path) -> None:
+    from scripts.gateway_responses import EXTENSION, GATEWAY_RESPONSES
+
+    body = packaged["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    responses = body[EXTENSION]
+
+    assert body["paths"] and body["swagger"]  # merged into Chalice's definition, not replacing it
+    assert responses == {kind: dict(response) for kind, response in GATEWAY_RESPONSES.items()}
+    assert responses["MISSING_AUTHENTICATION_TOKEN"]["statusCode"] == "404"
+    assert {"DEFAULT_4XX", "DEFAULT_5XX"} <= set(responses)
+    for kind, response in responses.items():
+        template = response["responseTemplates"]["application/json"]
+        assert "$" not in template and set(json.loads(template)) == {"error", "message"}, kind
+        assert response["responseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"] == "'*'", kind
+    assert "$context.error.message" not in json.dumps(packaged) and "$input" not in json.dumps(packaged)
+    # Separate GatewayResponse resources would be reset by the next deploy of the definition body.
+    assert not [r for r in packaged["Resources"].values() if r["Type"] == "AWS::ApiGateway::GatewayResponse"]
+    template = tmp_path / "sam.json"
+    template.write_text(json.dumps(packaged))
+    lint = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), str(template)], capture_output=True,
+                          text=True, check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
 def test_configure_writes_the_stage_and_its_policy(stack: DeployedStack, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     from scripts.configure import main as configure

@@ -23,12 +23,17 @@ def server_reply(server: Server) -> dict[str, Any]:
     return body
 
 
-def listed_server(server: Server) -> dict[str, Any]:
-    """What an operator's list shows: no server token."""
-    body: dict[str, Any] = {"id": server.id, "status": server.state.value,
-                            "uri": f"/deployments/{server.environment_name}/{server.id}"}
-    if server.location:
-        body["location"] = server.url
+def listed_server(server: Server, *, admin: bool) -> dict[str, Any]:
+    """What a list shows: never a server token; to an admin, the ids and URLs too.
+
+    An id is the capability for GET /deployments/{env}/{id}, which answers the location with its
+    token, and a URL names the id (/user/<id>/): a caller with merely the ``deployments`` scope
+    (a launcher page's token) sees how many servers are in which state, not whose they are."""
+    body: dict[str, Any] = {"status": server.state.value}
+    if admin:
+        body |= {"id": server.id, "uri": f"/deployments/{server.environment_name}/{server.id}"}
+        if server.location:
+            body["location"] = server.url
     return body
 
 
@@ -47,7 +52,9 @@ def launch(environment_name: str) -> Response:
 @deployments.route("/deployments/{environment_name}", methods=["GET"])
 @endpoint(deployments, "deployments.list")
 def list_servers(environment_name: str) -> Response:
-    return reply([listed_server(s) for s in get_services().deployments.list(environment_name)])
+    services = get_services()
+    admin = services.auth.is_admin(deployments.current_request.headers.get("authorization"))
+    return reply([listed_server(s, admin=admin) for s in services.deployments.list(environment_name)])
 
 
 @deployments.route("/deployments/{environment_name}/{server_id}", methods=["GET"])

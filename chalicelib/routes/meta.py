@@ -38,4 +38,6 @@ def openapi() -> Response:
     context = meta.current_request.context or {}
     # Behind API Gateway the path carries the stage (/api/openapi.json); the resource path does not.
     base_path = str(context.get("path", "")).removesuffix(str(context.get("resourcePath", "")))
-    return reply(openapi_document(meta.current_app.routes, get_services().auth.is_public, base_path))
+    services = get_services()
+    return reply(openapi_document(meta.current_app.routes, services.auth.is_public, base_path,
+                                  max_pool_size=services.settings.max_pool_size))

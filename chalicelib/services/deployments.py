@@ -25,19 +25,20 @@ class DeploymentService:
     def launch(self, environment_name: str, *, client: str | None = None) -> tuple[Server, bool]:
         """A server for one user, and whether it came ready from the pool.
 
-        ``client`` is the address of an anonymous caller: its launches count against the rate limit,
-        in the same transaction as the claim or the new server."""
+        ``client`` is an anonymous caller (``routes.api.anonymous_client``): its launches count
+        against the rate limit and the server against its limit of live servers, in the same
+        transaction as the claim or the new server."""
         now = self.clock()
         limit = self.settings.launch_rate_limit
         extra = [rate_update(self.store.dynamo, client, now=now, window=self.settings.launch_rate_window,
                              limit=limit)] if client and limit else []
         # One query finds an available server or, failing that, the staging to start one from.
         claim = self.store.servers.claim(environment_name, now=now, stop_at=now + self.settings.server_max_lifetime,
-                                         extra=extra)
+                                         extra=extra, client=client or "", quotas=self.servers.quotas)
         if claim.server:
             return claim.server, True
         staging = claim.staging or self.stagings.launchable(environment_name)  # not found: says why
-        server, = self.servers.launch(staging, 1, claimed=True, extra=extra)
+        server, = self.servers.launch(staging, 1, claimed=True, extra=extra, client=client or "")
         if server.state is ServerState.failed:
             raise Unavailable(f"No server could be started right now ({server.reason}); try again shortly.",
                               headers={"Retry-After": "30"})
@@ -47,13 +48,17 @@ class DeploymentService:
         """The server's record, whatever its state."""
         server = self.store.servers.get(environment_name, server_id)
         if server is None:
-            raise NotFound(f"No server '{server_id}' in '{environment_name}' (it may have ended long ago); "
-                           f"launch a new one with POST /deployments/{environment_name}.")
+            raise _no_server(environment_name, server_id)
         return server
 
     def get(self, environment_name: str, server_id: str) -> Server:
-        """A live server; one that has ended answers Gone, saying why and how to get another."""
+        """A live server; one that has ended answers Gone, saying why and how to get another.
+
+        A pooled server nobody has claimed is not there for anyone: its location carries the token
+        the next user will get, so its id answers exactly like an unknown one."""
         server = self.find(environment_name, server_id)
+        if not server.claimed:
+            raise _no_server(environment_name, server_id)
         if server.state not in LIVE_STATES:
             raise Gone(f"This server has {server.state.value} ({server.reason or 'no reason given'}). "
                        f"Launch a new one with POST /deployments/{environment_name}.")
@@ -66,3 +71,8 @@ class DeploymentService:
     def stop(self, server: Server) -> Server:
         """Stop a server for its owner; stopping one that has ended already changes nothing."""
         return self.servers.stop(server, "deleted through the API")
+
+
+def _no_server(environment_name: str, server_id: str) -> NotFound:
+    return NotFound(f"No server '{server_id}' in '{environment_name}' (it may have ended long ago); "
+                    f"launch a new one with POST /deployments/{environment_name}.")

@@ -100,7 +100,7 @@ class ServerLifecycle:
         return failed
 
     def _new(self, staging: Staging, now: int, claimed: bool, launch: str, key: str, *, solo: bool,
-             client: str) -> Server:
+             client: str = "") -> Server:
         """A server to save before starting it: alone, its token is the launch key; in a batch, its
         token is derived from the key and its task, once known."""
         stop_at = now + self.settings.server_max_lifetime if claimed else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from typing import Callable
 
 from chalicelib.backends.base import EnvironmentSpec, Stager
@@ -13,6 +14,13 @@ from chalicelib.errors import BinderError, Conflict, Invalid, NotFound
 from chalicelib.limits import resolve_limits
 from chalicelib.models import Build, BuildStatus, Staging, StagingCreate
 from chalicelib.store import Store
+
+# A staging still pending this long had its register cut off (the function was killed, or DynamoDB
+# failed after ECS answered): the next identical POST /stagings registers it again. Four times the
+# API function's 30 s timeout (.chalice/config.json), so no live register is overtaken on a stock
+# stage; if one is (a stage with a longer timeout), finish_staging keeps the newest attempt's outcome,
+# so the race costs a spare task-definition revision, never a wrong status.
+STALE_PENDING_STAGING = 120
 
 
 def environment_name_for(image_name: str, cpu: int, memory: int, services: list[dict[str, object]]) -> str:
@@ -39,24 +47,36 @@ class StagingService:
                           f"within {limits.cpu} units and {limits.memory} MiB: raise the limits.")
         services = [s.model_dump() for s in body.services]
         name = body.environment_name or environment_name_for(image.image_name, limits.cpu, limits.memory, services)
+        now = self.clock()
         staging = Staging(environment_name=name, image_name=image.image_name, image=image.image, cpu=limits.cpu,
-                          memory=limits.memory, services=services, created_at=self.clock(),
+                          memory=limits.memory, services=services, created_at=now, attempted_at=now,
                           source=image.repository or f"image:{image.image_name}")
-        if not self.store.environments.create_staging(staging):
-            existing = self.get(name)
-            same = (existing.image_name, existing.cpu, existing.memory, existing.services) == (
-                staging.image_name, staging.cpu, staging.memory, staging.services)
-            if not same:
-                raise Conflict(f"The environment '{name}' exists with another image, limits or services; "
-                               "choose another environment-name.")
-            return existing, False
         spec = EnvironmentSpec(name=name, image=image.image, cpu=limits.cpu, memory=limits.memory, sidecars=sidecars)
+        if self.store.environments.create_staging(staging):
+            return self._register(staging, spec), True
+        existing = self.get(name)
+        same = (existing.image_name, existing.cpu, existing.memory, existing.services) == (
+            staging.image_name, staging.cpu, staging.memory, staging.services)
+        if not same:
+            raise Conflict(f"The environment '{name}' exists with another image, limits or services; "
+                           "choose another environment-name.")
+        if existing.status is BuildStatus.completed:
+            return existing, False
+        # Failed (a transient AWS error), or pending so long that its register was cut off: try again.
+        # Only the call whose conditional write moves it back to pending registers.
+        retry = self.store.environments.retry_staging(existing, now=now, stale_before=now - STALE_PENDING_STAGING)
+        if retry is None:
+            return existing, False
+        return self._register(retry, replace(spec, image=retry.image)), False  # the image it was staged with
+
+    def _register(self, staging: Staging, spec: EnvironmentSpec) -> Staging:
+        """Register a pending staging with the platform and record how it went."""
         try:
             handle = self.stager.register(spec)
         except BinderError as error:
             self.store.environments.finish_staging(staging, status=BuildStatus.failed.value, reason=error.message)
             raise
-        return self.store.environments.finish_staging(staging, status=BuildStatus.completed.value, handle=handle), True
+        return self.store.environments.finish_staging(staging, status=BuildStatus.completed.value, handle=handle)
 
     def _launchable_image(self, image_name: str) -> Build:
         build = self.store.builds.get(image_name)

@@ -57,15 +57,42 @@ class EnvironmentStore:
         return True
 
     def finish_staging(self, staging: Staging, **fields: Any) -> Staging:
-        """Record the outcome of a pending staging (status, reason, handle).
+        """Record the outcome of this attempt at a pending staging (status, reason, handle).
 
-        A completed one joins the ``available`` index, where a launch's first query finds it."""
+        A completed one joins the ``available`` index, where a launch's first query finds it. If a
+        retry has superseded this attempt (``retry_staging``), its outcome is dropped and the
+        staging is returned as it stands: only the newest attempt says how it went."""
         if fields.get("status") == BuildStatus.completed.value:
             fields = fields | {"avail_env": staging.environment_name}
         sets, names, vals = assignments(fields)
-        item = self.db.update(env_pk(staging.environment_name), STAGING, f"SET {sets}",
-                              condition="#expected = :pending", names=names | {"#expected": "status"},
-                              vals=vals | values(pending="pending"))
+        this_attempt = "#expected = :pending AND (#attempt = :attempt OR attribute_not_exists(#attempt))"
+        try:
+            item = self.db.update(env_pk(staging.environment_name), STAGING, f"SET {sets}", condition=this_attempt,
+                                  names=names | {"#expected": "status", "#attempt": "attempted_at"},
+                                  vals=vals | values(pending="pending", attempt=staging.attempted_at))
+        except ConditionFailed:
+            current = self.get_staging(staging.environment_name)
+            if current is None:
+                raise
+            return current
+        return Staging.model_validate(item)
+
+    def retry_staging(self, staging: Staging, *, now: int, stale_before: int) -> Staging | None:
+        """Move a failed staging, or one pending since before ``stale_before`` (its register was cut
+        off), back to pending as a new attempt; None if it is neither any more (another retry won).
+
+        The condition is the lock: of two retries at once, one moves it and registers."""
+        item_names = {"#status": "status", "#attempt": "attempted_at", "#created": "created_at", "#reason": "reason"}
+        try:
+            item = self.db.update(
+                env_pk(staging.environment_name), STAGING, "SET #status = :pending, #reason = :none, #attempt = :now",
+                condition="#status = :failed OR (#status = :pending AND (#attempt < :stale OR "
+                          "(attribute_not_exists(#attempt) AND #created < :stale)))",
+                names=item_names,
+                vals=values(pending=BuildStatus.pending.value, failed=BuildStatus.failed.value, none="", now=now,
+                            stale=stale_before))
+        except ConditionFailed:
+            return None
         return Staging.model_validate(item)
 
     # pools
