@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 package: $(STAMP)
-	rm -rf out && AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage prod out/
+	rm -f out/sam.json out/deployment.zip && AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage prod out/
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
