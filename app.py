@@ -54,6 +54,8 @@ def on_task_event(event: CloudWatchEvent) -> dict[str, Any]:
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="keeper")
-def keep_pools(event: Any) -> dict[str, int]:
-    """Every minute: reconcile what fell due, refill and trim pools."""
-    return get_services().pools.tick()
+def keep_pools(event: CloudWatchEvent) -> dict[str, int]:
+    """Every minute: reconcile what fell due, refill and trim pools, one run at a time (a lease that
+    lasts this run's remaining time, so a run stopped at its timeout does not hold it for long)."""
+    context: Any = event.context
+    return get_services().pools.keep(context.get_remaining_time_in_millis() / 1000 if context else None)

@@ -106,6 +106,16 @@ class Settings(BaseModel):
     max_cpu: int = 4096
     max_memory: int = 16384
     max_pool_size: int = Field(100, ge=0)
+    # Fargate keeps a server's pulled image on its ephemeral storage, compressed and unpacked, beside
+    # what the notebook writes: big images need more than the default. AWS (ECS API, EphemeralStorage):
+    # "The minimum supported value is 21 GiB and the maximum supported value is 200 GiB."
+    ephemeral_storage: int | None = Field(
+        None, ge=21, le=200, description="GiB of ephemeral storage per server task; none: Fargate's default 20 GiB")
+
+    @field_validator("ephemeral_storage", mode="before")
+    @classmethod
+    def _unset_storage(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value  # BINDERLESS_EPHEMERAL_STORAGE=""
 
     # Quotas (0: no limit). Over one, a launch or build answers 429 with Retry-After.
     max_servers: int = Field(500, ge=0, description="live servers in this deployment")

@@ -54,7 +54,15 @@ STATEMENTS: tuple[Statement, ...] = (
      {"ArnEquals": {"ecs:cluster": "${ClusterArn}"}}),
     ("WatchAndStopServers", ("ecs:DescribeTasks", "ecs:StopTask"),
      ("arn:${Partition}:ecs:${Region}:${Account}:task/${ClusterName}/*",), None),
+    # RunTask tags its tasks (cost allocation): "If tags are specified in the resource-creating action, AWS
+    # performs additional authorization" of ecs:TagResource. Only at creation: no retagging of a task.
+    ("TagServersAtLaunch", ("ecs:TagResource",), ("arn:${Partition}:ecs:${Region}:${Account}:task/${ClusterName}/*",),
+     {"StringEquals": {"ecs:CreateAction": "RunTask"}}),
     ("StageEnvironments", ("ecs:RegisterTaskDefinition",), ("*",), None),
+    # ... and so does RegisterTaskDefinition, whose tags (the repository) RunTask propagates to each task.
+    ("TagEnvironmentsAtStaging", ("ecs:TagResource",),
+     (f"arn:${{Partition}}:ecs:${{Region}}:${{Account}}:task-definition/{TASK_FAMILY_PREFIX}*",),
+     {"StringEquals": {"ecs:CreateAction": "RegisterTaskDefinition"}}),
     ("FindLostServers", ("ecs:ListTasks",), ("*",), {"ArnEquals": {"ecs:cluster": "${ClusterArn}"}}),
     ("PassServerRoles", ("iam:PassRole",), ("${ExecutionRoleArn}", "${TaskRoleArn}"),
      {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}),

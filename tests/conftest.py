@@ -20,6 +20,9 @@ from chalicelib.errors import NotFound
 from chalicelib.repository_urls import set_host_resolver
 from chalicelib.services import Services, build_services
 from chalicelib.store import Store
+from tests import aws_rules
+
+aws_rules.install()  # before any client exists: every botocore session of the run gets the check
 
 ADMIN = "test-admin-token-" + "x" * 20
 REGION = "us-east-1"
@@ -90,6 +93,19 @@ def dns() -> Iterator[FakeDns]:
     set_host_resolver(fake)
     yield fake
     set_host_resolver(None)
+
+
+@pytest.fixture(autouse=True)
+def aws_requests() -> Iterator[aws_rules.Recorder]:
+    """Every AWS request of the test, checked against limits AWS documents and moto does not enforce.
+
+    A request that breaks one raises where it is made; this fails the test even if the code under
+    test caught that. A test that means to break a rule takes its violations (``.take()``)."""
+    aws_rules.RECORDER.take()  # what a previous test's threads sent late is not this test's
+    yield aws_rules.RECORDER
+    violations = aws_rules.RECORDER.take()
+    if violations:
+        pytest.fail("requests real AWS would refuse:\n" + "\n".join(map(str, violations)), pytrace=False)
 
 
 @pytest.fixture(autouse=True)

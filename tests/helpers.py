@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from chalicelib.backends.aws_tasks import started_by
 from tests.conftest import World, auth, body
 
 REPO = "https://github.com/binder-examples/requirements"
@@ -70,7 +71,7 @@ def staged(client: Any, world: World, **limits: Any) -> str:
 
 def tasks_of_launch(world: World, launch: str) -> list[str]:
     """The ARNs of the tasks one RunTask call started, as ECS lists them."""
-    return world.ecs.list_tasks(cluster=world.settings.cluster, startedBy=f"binderless.{launch}")["taskArns"]
+    return world.ecs.list_tasks(cluster=world.settings.cluster, startedBy=started_by(launch))["taskArns"]
 
 
 def task_of(world: World, environment_name: str, server_id: str) -> str:

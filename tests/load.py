@@ -21,6 +21,7 @@ from typing import Any
 
 from moto.moto_api import state_manager
 
+from chalicelib.backends.aws_tasks import started_by
 from chalicelib.backends.base import TaskState
 from chalicelib.local_database import AtomicMotoServer
 from chalicelib.models import LIVE_STATES, Server
@@ -95,7 +96,7 @@ def fill_pool(world: World, environment: str, size: int) -> None:
     world.services.pools.tick()
     launches = {s.launch for s in world.services.store.servers.live(environment) if s.state.value == "starting"}
     for number, launch in enumerate(sorted(launches)):
-        for arn in world.ecs.list_tasks(cluster=world.settings.cluster, startedBy=f"binderless.{launch}")["taskArns"]:
+        for arn in world.ecs.list_tasks(cluster=world.settings.cluster, startedBy=started_by(launch))["taskArns"]:
             url = f"http://10.0.{number % 250}.{len(arn) % 250}:8888/"
             world.services.servers.apply_event(TaskState({"task_arn": arn}, "running", url=url, launch=launch))
 

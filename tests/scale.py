@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+from chalicelib.backends.aws_tasks import started_by
 from chalicelib.models import BuildStatus, Server, ServerState, Staging
 from chalicelib.services.servers import new_server_id
 from tests.conftest import World
@@ -86,7 +87,7 @@ def _running_tasks(world: World, task_definition: str, count: int) -> list[str]:
     while len(arns) < count:
         reply = world.ecs.run_task(cluster=world.settings.cluster, taskDefinition=task_definition,
                                    launchType="FARGATE", count=min(10, count - len(arns)),
-                                   networkConfiguration=network, startedBy="binderless.seeded")
+                                   networkConfiguration=network, startedBy=started_by("seeded"))
         arns.extend(task["taskArn"] for task in reply["tasks"])
     return arns
 

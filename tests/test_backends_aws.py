@@ -8,39 +8,33 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
-import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 import yaml
-from botocore.stub import ANY, Stubber
+from botocore.stub import Stubber
 from moto import mock_aws
 from moto.moto_api import state_manager
 
 from chalicelib import errors
 from chalicelib.backends.aws import AwsBuilder, AwsSpawner, AwsStager
+from chalicelib.backends.aws_tasks import started_by
 from chalicelib.backends.base import BuildRequest, EnvironmentSpec, Sidecar
-from chalicelib.backends.bootstrap import BOOTSTRAP, bootstrap_command, token_for
-from chalicelib.backends.culling import SERVE, culling_arguments
-from chalicelib.backends.local_servers import free_port
+from chalicelib.backends.bootstrap import bootstrap_command, token_for
+from chalicelib.backends.culling import culling_arguments
 from chalicelib.backends.server_origins import allow_origin_arguments
 from chalicelib.config import Settings
-from tests.test_local_backend import wait_for
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 REPO_URI = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/binderless"
+TD_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/binderless-python-demo:3"
 FIXTURES = Path(__file__).parent / "fixtures"
 REQUEST = BuildRequest(
     image_name="r2d-binder-examples-requirements-3f1c7ad5b0d0",
@@ -345,12 +339,13 @@ def test_one_runtask_starts_a_batch_with_a_distinct_token_per_server(ecs_setting
     assert not any(one.failure for one in launched)
     arns = [one.handle["task_arn"] for one in launched]
     tasks = ecs.describe_tasks(cluster="binderless", tasks=arns)["tasks"]
-    assert len(tasks) == 3 and {t["startedBy"] for t in tasks} == {"binderless.launch-1"}
+    assert len(tasks) == 3 and {t["startedBy"] for t in tasks} == {started_by("launch-1")}
     (override,) = tasks[0]["overrides"]["containerOverrides"]
     # Any page may use the server, as on mybinder.org: AWS stages allow every origin by default.
-    assert override["command"] == bootstrap_command(8888, [*culling_arguments(ecs_settings),
-                                                           "--ServerApp.allow_origin=*"])
-    assert override["environment"] == [{"name": "BINDERLESS_BATCH_KEY", "value": "k" * 48}]
+    # The batch key is an argument, not in the environment, which every health check gets.
+    assert override["command"] == bootstrap_command(8888, f"BINDERLESS_BATCH_KEY={'k' * 48}",
+                                                    [*culling_arguments(ecs_settings), "--ServerApp.allow_origin=*"])
+    assert "environment" not in override
     assert all(t["overrides"] == tasks[0]["overrides"] for t in tasks)  # one RunTask, one set of overrides
     assert [one.token for one in launched] == [token_for("k" * 48, arn) for arn in arns]
     assert [spawner.token_for("k" * 48, one.handle) for one in launched] == [one.token for one in launched]
@@ -369,18 +364,19 @@ def test_runtask_request_shape(settings: Settings) -> None:
     }
     expected = {
         "cluster": "binderless",
-        "taskDefinition": "td-arn",
+        "taskDefinition": TD_ARN,
         "launchType": "FARGATE",
         "count": 2,
         "networkConfiguration": network,
-        "startedBy": "binderless.launch-1",
+        "startedBy": started_by("launch-1"),
+        "tags": [{"key": "binderless:environment", "value": "python-demo"}],
+        "propagateTags": "TASK_DEFINITION", "enableECSManagedTags": True,
         "overrides": {
             "containerOverrides": [
                 {
                     "name": "notebook",
-                    "command": bootstrap_command(8888, [*culling_arguments(settings),
-                                                        *allow_origin_arguments(settings)]),
-                    "environment": [{"name": "BINDERLESS_BATCH_KEY", "value": ANY}],
+                    "command": bootstrap_command(8888, "BINDERLESS_BATCH_KEY=key",
+                                                 [*culling_arguments(settings), *allow_origin_arguments(settings)]),
                 }
             ]
         },
@@ -388,7 +384,7 @@ def test_runtask_request_shape(settings: Settings) -> None:
     stub.add_response("run_task", {"tasks": [], "failures": []}, expected)
 
     with stub:
-        AwsSpawner(settings, ecs=ecs).start({"task_definition": "td-arn"}, ["a", "b"], "launch-1", "key")
+        AwsSpawner(settings, ecs=ecs).start({"task_definition": TD_ARN}, ["a", "b"], "launch-1", "key")
         stub.assert_no_pending_responses()
 
 
@@ -397,8 +393,8 @@ def test_a_task_started_alone_is_given_its_token_itself(ecs_settings: Settings) 
     (one,) = AwsSpawner(ecs_settings, ecs=ecs).start(task_definition(ecs_settings), ["s-1"], "launch-1", "t" * 48)
 
     (task,) = ecs.describe_tasks(cluster="binderless", tasks=[one.handle["task_arn"]])["tasks"]
-    assert task["overrides"]["containerOverrides"][0]["environment"] == [{"name": "BINDERLESS_TOKEN",
-                                                                          "value": "t" * 48}]
+    (override,) = task["overrides"]["containerOverrides"]
+    assert override["command"][1] == f"BINDERLESS_TOKEN={'t' * 48}" and "environment" not in override
     assert one.token == "t" * 48  # known, and saved, before RunTask
 
 
@@ -507,6 +503,7 @@ def test_stop_reports_real_failures(settings: Settings) -> None:
 
 def test_running_task_event_gives_the_server_url(settings: Settings) -> None:
     detail = event("ecs-task-running.json")["detail"]
+    detail["containers"][0]["healthStatus"] = "HEALTHY"  # its health check passed (tests/test_task_health.py)
 
     state = AwsSpawner(settings).from_event(detail)
 
@@ -572,114 +569,3 @@ def test_adapters_create_no_client_and_import_no_boto3(settings: Settings, monke
     root = Path(__file__).parent.parent
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
-
-
-# --- the bootstrap, run for real ------------------------------------------------------------
-
-
-class Metadata(BaseHTTPRequestHandler):
-    task_arn = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/binderless/9f1e7c2a4b3d4e5f8a6b7c8d9e0f1a2b"
-    paths: list[str] = []
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        self.paths.append(self.path)
-        body = json.dumps({"Cluster": "binderless", "TaskARN": self.task_arn, "Family": "binderless-x"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def metadata_endpoint() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Metadata)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v4/0123abcd"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_the_command_and_its_key_fit_in_runtask_overrides() -> None:
-    # RunTask allows 8192 characters of overrides, JSON included; the bootstrap travels in each call.
-    command = bootstrap_command(8888, [*culling_arguments(Settings()), *allow_origin_arguments(Settings())])
-    assert command[:5] == ["python3", "-c", BOOTSTRAP, SERVE, "--ip=0.0.0.0"]
-    override = {"name": "notebook", "command": command, "environment": [{"name": "BINDERLESS_BATCH_KEY",
-                                                                        "value": "ab" * 32}]}
-    assert len(json.dumps({"containerOverrides": [override]})) < 6000  # room left for what comes next
-
-
-def test_bootstrap_sets_the_token_the_spawner_expects_then_execs_the_server(tmp_path: Path,
-                                                                          metadata_endpoint: str) -> None:
-    record = tmp_path / "exec.json"
-    # In SERVE's place, a program that records what it was given: argv, environment, /proc's copy of it.
-    recorder = ("import json, os, sys\n"
-                "names = ('JUPYTER_TOKEN', 'BINDERLESS_BATCH_KEY')\n"
-                "environ = open('/proc/self/environ', 'rb').read().decode()\n"
-                f"json.dump({{'argv': sys.argv, 'env': {{n: os.environ.get(n) for n in names}}, 'environ': environ}},"
-                f" open({str(record)!r}, 'w'))\n")
-    key = "ab" * 32
-    env = {"PATH": os.environ["PATH"], "ECS_CONTAINER_METADATA_URI_V4": metadata_endpoint, "BINDERLESS_BATCH_KEY": key}
-    python, dash_c, bootstrap, serve, *arguments = bootstrap_command(8888, ["--ServerApp.x=1"])
-    assert (python, dash_c, bootstrap, serve) == ("python3", "-c", BOOTSTRAP, SERVE)
-
-    subprocess.run([sys.executable, "-c", bootstrap, recorder, *arguments], env=env, check=True, timeout=20)
-
-    seen = json.loads(record.read_text())
-    token = seen["env"]["JUPYTER_TOKEN"]
-    assert token == token_for(key, Metadata.task_arn)
-    assert seen["env"]["BINDERLESS_BATCH_KEY"] is None
-    assert key not in seen["environ"]  # exec'd: not even /proc/<pid>/environ, which kernels could read, has it
-    assert not any(token in arg or key in arg for arg in seen["argv"])
-    assert seen["argv"] == ["-c", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--ServerApp.x=1"]
-    assert Metadata.paths == ["/v4/0123abcd/task"]
-
-
-def test_bootstrap_of_a_task_started_alone_uses_the_token_it_was_given(tmp_path: Path) -> None:
-    record = tmp_path / "exec.json"
-    recorder = ("import json, os\n"
-                "environ = open('/proc/self/environ', 'rb').read().decode()\n"
-                "seen = {'token': os.environ.get('JUPYTER_TOKEN'), 'environ': environ}\n"
-                f"json.dump(seen, open({str(record)!r}, 'w'))\n")
-    token = "ef" * 24
-    env = {"PATH": os.environ["PATH"], "BINDERLESS_TOKEN": token}  # no metadata endpoint needed at all
-
-    subprocess.run([sys.executable, "-c", BOOTSTRAP, recorder], env=env, check=True, timeout=20)
-
-    seen = json.loads(record.read_text())
-    assert seen["token"] == token and "BINDERLESS_TOKEN" not in seen["environ"]
-
-
-def test_the_runtask_command_serves_jupyter_with_the_derived_token(tmp_path: Path, metadata_endpoint: str) -> None:
-    """The whole command, as the container runs it (with this interpreter as python3)."""
-    key, port = "cd" * 32, free_port()
-    env = {"PATH": os.environ["PATH"], "ECS_CONTAINER_METADATA_URI_V4": metadata_endpoint, "BINDERLESS_BATCH_KEY": key,
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "HOME": str(tmp_path)}
-    _, *arguments = bootstrap_command(port, [*culling_arguments(Settings()), f"--ServerApp.root_dir={tmp_path}"])
-    arguments += ["--allow-root"] if os.geteuid() == 0 else []
-    server = subprocess.Popen([sys.executable, *arguments], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        def status(token: str) -> int | None:
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/api/status",
-                                             headers={"Authorization": f"token {token}"})
-            try:
-                with urllib.request.urlopen(request, timeout=1) as response:
-                    return int(response.status)
-            except urllib.error.HTTPError as error:
-                return error.code
-            except OSError:
-                return None
-
-        assert wait_for(lambda: status(token_for(key, Metadata.task_arn)), timeout=60) == 200
-        assert status("not-the-token") == 403
-        assert key.encode() not in Path(f"/proc/{server.pid}/environ").read_bytes()
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=20)

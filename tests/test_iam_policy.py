@@ -47,7 +47,8 @@ CLIENT_ATTRIBUTES = {"ecs": "ecs", "ec2": "ec2", "ecr": "ecr", "codebuild": "cod
 TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
                     "ConditionCheck": "ConditionCheckItem"}
 # Granted though no code line names them: the policy must hold them, nothing else beyond the calls.
-IMPLIED = {"iam:PassRole": "RegisterTaskDefinition/RunTask hand the servers' roles to ECS", **{
+IMPLIED = {"iam:PassRole": "RegisterTaskDefinition/RunTask hand the servers' roles to ECS",
+           "ecs:TagResource": "RunTask's tags: AWS authorizes tagging at creation as ecs:TagResource", **{
     action: "the functions' own logs" for action in LOG_ACTIONS}}
 
 
@@ -208,7 +209,11 @@ def iam_requests(service: str, operation: str, params: dict[str, Any], account: 
         cluster_arn = _arn("ecs", "cluster/", cluster, account)
         if operation == "RunTask":
             definition = _arn("ecs", "task-definition/", params["taskDefinition"], account)
-            return [("ecs:RunTask", definition, {"ecs:cluster": cluster_arn})]
+            # "If tags are specified in the resource-creating action, AWS performs additional authorization"
+            # (ecs:TagResource on the new task, with ecs:CreateAction): the task's id is not known yet.
+            tagging = [("ecs:TagResource", _arn("ecs", f"task/{cluster}/", "new-task-id", account),
+                        {"ecs:cluster": cluster_arn, "ecs:CreateAction": "RunTask"})] if params.get("tags") else []
+            return [("ecs:RunTask", definition, {"ecs:cluster": cluster_arn}), *tagging]
         if operation in ("StopTask", "DescribeTasks"):
             tasks = params["tasks"] if operation == "DescribeTasks" else [params["task"]]
             return [(f"ecs:{operation}", _arn("ecs", f"task/{cluster}/", t, account), {"ecs:cluster": cluster_arn})
@@ -362,7 +367,8 @@ def test_every_request_of_the_flow_is_allowed_by_the_configured_policy(
                 denied.append((action, resource, context))
 
     assert not denied, f"the configured policy denies {denied}"
-    assert exercised - {"iam:PassRole"} <= required_actions(), "the scan missed calls the flow made"
+    assert exercised - {"iam:PassRole", "ecs:TagResource"} <= required_actions(), "the scan missed calls the flow made"
+    assert "ecs:TagResource" in exercised  # the servers' tags, allowed by TagServersAtLaunch
     assert required_actions() <= exercised, (
         f"the flow never makes {sorted(required_actions() - exercised)}: extend _run_the_whole_flow")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -270,6 +271,25 @@ def test_the_codebuild_project_runs_the_buildspec_of_the_repository() -> None:
     assert yaml.safe_load(inline)["version"] == 0.2
 
 
+def test_the_build_role_may_log_in_to_ecr_public_where_builds_pull_their_base_image() -> None:
+    import botocore.session
+
+    # AWS's rule, from the ECR Public API reference (botocore ships it): "This API requires the
+    # ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken permissions."
+    documentation = botocore.session.get_session().get_service_model("ecr-public").operation_model(
+        "GetAuthorizationToken").documentation
+    required = re.findall(r"<code>([a-z-]+:\w+)</code>", documentation)
+    statements = load_template()["Resources"]["BuildRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    granted = {action for s in statements if s["Effect"] == "Allow" and s["Resource"] == "*"
+               for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+
+    assert sorted(required) == ["ecr-public:GetAuthorizationToken", "sts:GetServiceBearerToken"]
+    assert set(required) <= granted
+    pre_build = yaml.safe_load(BUILDSPEC.read_text())["phases"]["pre_build"]["commands"]
+    assert any(c.startswith("aws ecr-public get-login-password") and "public.ecr.aws" in c for c in pre_build)
+    assert "public.ecr.aws/docker/library/" in yaml.safe_load(BUILDSPEC.read_text())["env"]["variables"]["BASE_IMAGE"]
+
+
 def test_every_checkov_skip_says_why() -> None:
     for path in (TEMPLATE, SINGLE_STACK):
         for name, resource in load_template(path)["Resources"].items():
@@ -343,6 +363,25 @@ def test_the_packaged_api_answers_unknown_paths_and_its_own_errors_as_json_with_
     lint = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), str(template)], capture_output=True,
                           text=True, check=False)
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+# API Gateway quotas: "Integration timeout: 50 milliseconds - 29 seconds for all integration types, including
+# Lambda, Lambda proxy, HTTP, HTTP proxy, and AWS integrations."
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-execution-service-limits-table.html
+GATEWAY_TIMEOUT = 29
+
+
+def test_the_api_function_stops_before_api_gateway_gives_up_on_it(packaged: dict[str, Any]) -> None:
+    from chalicelib.services.pools import RUN_SECONDS
+
+    timeouts = {name: packaged["Resources"][name]["Properties"]["Timeout"] for name in FUNCTIONS}
+
+    # A slow request ends with the function's own answer (or its timeout), not a 504 while it runs on.
+    assert timeouts["APIHandler"] < GATEWAY_TIMEOUT
+    # The keeper may outlast the schedule's minute: its lease keeps the next run out meanwhile, and a
+    # caller without a Lambda context assumes the keeper's timeout for the lease.
+    assert timeouts["Keeper"] == RUN_SECONDS > 60
+    assert timeouts["BuildEvents"] == timeouts["TaskEvents"] == 30  # EventBridge's targets: no gateway
 
 
 def test_configure_writes_the_stage_and_its_policy(stack: DeployedStack, tmp_path: Path,

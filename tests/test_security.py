@@ -205,12 +205,13 @@ def batch_keys_and_tokens(world: World) -> tuple[set[str], set[str]]:
     keys, tokens = set(), set()
     for task in world.ecs.describe_tasks(cluster="binderless", tasks=arns)["tasks"]:
         for override in task["overrides"]["containerOverrides"]:
-            for variable in override.get("environment", []):
-                if variable["name"] == KEY_VARIABLE:
-                    keys.add(variable["value"])
-                    tokens.add(token_for(variable["value"], task["taskArn"]))
-                elif variable["name"] == TOKEN_VARIABLE:
-                    tokens.add(variable["value"])
+            # The bootstrap's first argument (bootstrap.secret_argument): NAME=secret.
+            name, _, value = override["command"][1].partition("=")
+            if name == KEY_VARIABLE:
+                keys.add(value)
+                tokens.add(token_for(value, task["taskArn"]))
+            elif name == TOKEN_VARIABLE:
+                tokens.add(value)
     return keys, tokens
 
 

@@ -7,13 +7,22 @@ HMAC-SHA256(key, its own task id) in ``bootstrap.BOOTSTRAP``, and this module co
 same value from the task's ARN (``bootstrap.token_for``). A task started alone gets its token
 as it is (``BINDERLESS_TOKEN``).
 
+Ready means answering. ECS RUNNING only says the container started; a task gets a location
+once the notebook container's health check (aws_stagings.py: ``GET api/status`` with the
+token) passes (``server_answers``). ECS sends no event when that happens: its developer guide
+("Amazon ECS task state change events") says task state change events do not provide health
+status and points to DescribeTasks for it, and aws/containers-roadmap#1019 asks for such
+events. So the RUNNING event usually leaves the server starting, and the schedule's
+DescribeTasks finds it HEALTHY.
+
 Recording tasks. Every task's ``startedBy`` names its launch, and so does every ECS event
 about it, so the first event records the task on a server of that launch
 (``records_from_events``): a start costs no write after RunTask.
 
 The trade-off: the key is shared by the at most ``max_batch`` sibling tasks of one call.
-The bootstrap removes it from the environment before exec'ing jupyter, so a notebook user
-never sees it, and a token (an HMAC output) does not reveal it. Forging a sibling's token
+It travels in the command, not the environment (bootstrap.py says why), and only the first
+process sees it, which execs before any code of the repository runs, so a notebook user
+never sees it; a token (an HMAC output) does not reveal it. Forging a sibling's token
 would take the key *and* the sibling's task id, which binderless never shows. The key does
 remain visible where the task's overrides are: ecs:DescribeTasks, the RunTask request in
 CloudTrail and the ECS state-change events. Those readers are operators who can stop the
@@ -22,13 +31,15 @@ task anyway; handlers must still not log event details verbatim.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.backends.aws_common import aws_errors, chunks, error_code, error_message
 from chalicelib.backends.base import Handle, Launched, TaskState, TaskStatus
-from chalicelib.backends.bootstrap import KEY_VARIABLE, TOKEN_VARIABLE, bootstrap_command, token_for
+from chalicelib.backends.bootstrap import bootstrap_command, secret_argument, token_for
 from chalicelib.backends.culling import culling_arguments
 from chalicelib.backends.server_origins import allow_origin_arguments
 from chalicelib.config import Settings
@@ -41,10 +52,16 @@ if TYPE_CHECKING:
         ContainerOverrideTypeDef,
         FailureTypeDef,
         ListTasksRequestTypeDef,
+        TagTypeDef,
     )
 
 NOTEBOOK = "notebook"
 STARTED_BY = "binderless"
+STARTED_BY_PATTERN = re.compile(r"[A-Za-z0-9/_-]{1,128}")  # RunTask's startedBy
+# ECS tags: "Generally allowed characters are: letters, numbers, and spaces representable in UTF-8,
+# and the following characters: + - = . _ : / @" (kept to their ASCII subset here).
+TAG_DISALLOWED = re.compile(r"[^A-Za-z0-9 +\-=._:/@]")
+MAX_TAG_VALUE = 256
 TASK_STATUS: dict[str, TaskStatus] = {
     "PROVISIONING": "starting",
     "PENDING": "starting",
@@ -61,17 +78,58 @@ ENI_TYPES = ("ElasticNetworkInterface", "eni")
 
 
 def started_by(launch: str) -> str:
-    """RunTask's startedBy (36 characters at most): ours, and which call started the task."""
-    return f"{STARTED_BY}.{launch}"[:36] if launch else STARTED_BY
+    """RunTask's startedBy: ours, and which call started the task (``binderless-<launch>``).
+
+    RunTask allows "Up to 128 letters (uppercase and lowercase), numbers, hyphens (-), forward
+    slash (/), and underscores (_)"; launch ids are hex (services/servers.py), so this always fits.
+    A launch that would not is refused rather than cut or rewritten: ``launch_of`` must give it back."""
+    value = f"{STARTED_BY}-{launch}" if launch else STARTED_BY
+    if not STARTED_BY_PATTERN.fullmatch(value):
+        raise ValueError(f"launch {launch!r} cannot be an ECS startedBy")
+    return value
 
 
 def launch_of(started: str) -> str:
-    """The launch a ``started_by`` value names ("" for none)."""
-    return started.removeprefix(f"{STARTED_BY}.") if started.startswith(f"{STARTED_BY}.") else ""
+    """The launch a ``started_by`` value names ("" for none, or for a task someone else started)."""
+    return started.removeprefix(f"{STARTED_BY}-") if started.startswith(f"{STARTED_BY}-") else ""
+
+
+def task_tags(task_definition: str) -> list[TagTypeDef]:
+    """The tags every task gets for cost allocation: the environment it runs.
+
+    The environment is the task definition's family without its ``binderless-`` prefix
+    (aws_stagings.family_name; exact for every name but those with a ".", which the family
+    spells "-"). ECS tag values allow letters, numbers, spaces and ``+ - = . _ : / @`` only."""
+    family = task_definition.rsplit("/", 1)[-1].split(":", 1)[0]
+    return [ecs_tag(f"{STARTED_BY}:environment", family.removeprefix(f"{STARTED_BY}-"))]
+
+
+def ecs_tag(key: str, value: str) -> TagTypeDef:
+    """A tag ECS accepts: other characters become "_", and a value past 256 characters keeps
+    its first 239 and a digest of the whole, so long values stay distinct."""
+    clean = TAG_DISALLOWED.sub("_", value)
+    if clean.lower().startswith("aws:"):  # reserved for AWS, in keys and values alike
+        clean = f"_{clean}"
+    if len(clean) > MAX_TAG_VALUE:
+        clean = f"{clean[:MAX_TAG_VALUE - 17]}-{hashlib.sha256(value.encode()).hexdigest()[:16]}"
+    return {"key": key, "value": clean}
 
 
 def task_id(task_arn: str) -> str:
     return task_arn.rsplit("/", 1)[-1]
+
+
+def server_answers(task: Mapping[str, Any]) -> bool:
+    """Whether the notebook container's health check passes (a DescribeTasks task, or an event's).
+
+    The container's own ``healthStatus``, not the task's: the task's is the essential containers'
+    together, and ECS has been seen to call a task HEALTHY while an essential container without a
+    check is UNKNOWN (aws/amazon-ecs-agent#4094). Only a detail that lists no containers falls back
+    on the task's. UNKNOWN (not checked yet, or no check) and UNHEALTHY are not ready."""
+    for container in task.get("containers") or []:
+        if container.get("name") == NOTEBOOK:
+            return bool(container.get("healthStatus") == "HEALTHY")
+    return bool(task.get("healthStatus") == "HEALTHY")
 
 
 def eni_details(task: Mapping[str, Any]) -> dict[str, str]:
@@ -115,9 +173,9 @@ class AwsSpawner:
         solo = len(server_ids) == 1
         override: ContainerOverrideTypeDef = {
             "name": NOTEBOOK,
-            "command": bootstrap_command(self.settings.server_port,
+            # The secret is an argument: in "environment" every health check would carry it.
+            "command": bootstrap_command(self.settings.server_port, secret_argument(key, solo=solo),
                                          [*culling_arguments(self.settings), *allow_origin_arguments(self.settings)]),
-            "environment": [{"name": TOKEN_VARIABLE if solo else KEY_VARIABLE, "value": key}],
         }
         with aws_errors("ECS RunTask"):
             reply = self.ecs.run_task(
@@ -128,6 +186,11 @@ class AwsSpawner:
                 networkConfiguration={"awsvpcConfiguration": self._awsvpc()},
                 startedBy=started_by(launch),
                 overrides={"containerOverrides": [override]},
+                # Cost allocation: our tags and ECS's own (aws:ecs:clusterName). Tagging at RunTask
+                # needs ecs:TagResource as well (scripts/policy.py).
+                tags=task_tags(environment["task_definition"]),
+                propagateTags="TASK_DEFINITION",  # the repository, tagged on the task definition
+                enableECSManagedTags=True,
             )
         tasks, failures = reply.get("tasks", []), reply.get("failures", [])
         launched = [
@@ -154,13 +217,16 @@ class AwsSpawner:
         return config
 
     def tasks_of(self, launch: str) -> list[Handle]:
-        """ListTasks by startedBy, a page per 100 tasks (a launch has at most 10)."""
+        """ListTasks by startedBy, a page per 100 tasks (a launch has at most 10).
+
+        "When you specify startedBy as the filter, it must be the only filter that you use": no
+        desiredStatus, so recently stopped tasks may be among them. The caller describes every
+        handle, and a stopped one ends its server with ECS's reason."""
         handles: list[Handle] = []
         token = ""
         with aws_errors("ECS ListTasks"):
             while True:
-                request: ListTasksRequestTypeDef = {"cluster": self.settings.cluster, "desiredStatus": "RUNNING",
-                                                    "startedBy": started_by(launch)}
+                request: ListTasksRequestTypeDef = {"cluster": self.settings.cluster, "startedBy": started_by(launch)}
                 if token:
                     request["nextToken"] = token
                 page = self.ecs.list_tasks(**request)
@@ -211,7 +277,8 @@ class AwsSpawner:
         cluster_arn = str(detail.get("clusterArn", ""))
         if not (cluster_arn == cluster or cluster_arn.endswith(f"/{cluster}")):
             return None
-        if not str(detail.get("startedBy", "")).startswith(STARTED_BY) or not detail.get("taskArn"):
+        started = str(detail.get("startedBy", ""))
+        if not (started == STARTED_BY or launch_of(started)) or not detail.get("taskArn"):
             return None
         state = self._state(detail, {"task_arn": str(detail["taskArn"])}, self._public_ips([detail]))
         return replace(state, launch=launch_of(str(detail["startedBy"])))
@@ -223,10 +290,12 @@ class AwsSpawner:
             return TaskState(handle, "stopped", reason=str(reason))
         if status == "running":
             url = self._url(eni_details(task), public_ips)
-            if url:
-                return TaskState(handle, "running", url=url)
-            # Without an address nobody can reach it yet: still starting, as far as users go.
-            return TaskState(handle, "starting", reason="waiting for a network address")
+            if not url:
+                # Without an address nobody can reach it yet: still starting, as far as users go.
+                return TaskState(handle, "starting", reason="waiting for a network address")
+            if not server_answers(task):
+                return TaskState(handle, "starting", reason="waiting for the server to answer")
+            return TaskState(handle, "running", url=url)
         return TaskState(handle, "starting")
 
     def _url(self, eni: Mapping[str, str], public_ips: Mapping[str, str]) -> str:

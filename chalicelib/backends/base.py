@@ -79,6 +79,7 @@ class EnvironmentSpec:
     cpu: int
     memory: int
     sidecars: tuple[Sidecar, ...] = ()
+    source: str = ""  # what the image was built from (a repository, or image:<name>): a cost-allocation label
 
 
 class Stager(Protocol):

@@ -1,13 +1,27 @@
-"""The notebook container's entry command: derive this task's own token, then exec jupyter.
+"""The notebook container's first process: derive this task's own token, then exec the image's entry point.
 
 ECS RunTask applies one set of overrides to every task of a batch, so the spawner cannot hand
 each task its own token. It hands the batch a random key instead; each task derives its token
 as HMAC(key, its own task id), which the spawner can compute too from the ARN RunTask returns.
-A task started alone is given its token itself (``TOKEN_VARIABLE``), so it is known, and
-saved, before RunTask.
-``BOOTSTRAP`` runs inside the user's image (``python3 -c``), so it uses the standard library
-only, and it must compute exactly what ``token_for`` computes (a test runs both). It then execs
-``culling.SERVE``, the jupyter server that stops itself once used and idle.
+A task started alone is given its token itself, so it is known, and saved, before RunTask.
+
+Where the secret travels. Not in the container's environment: ECS runs the health check (and any
+ECS Exec session) as new processes of the container with the container's environment, as the
+notebook user, so the key would sit in a fresh ``/proc/<pid>/environ`` every few seconds. It is
+the first argument of the command instead (``secret_argument``), and only the first process sees
+it: the task definition's ``ENTRY_POINT`` makes ``BOOTSTRAP`` PID 1, in place of the image's own
+entry point, which would keep its arguments and environment for the life of the task.
+
+``BOOTSTRAP`` writes the token to ``TOKEN_FILE`` (0600, in a 0700 directory: the server's user
+only), then execs, with no secret in the environment or the arguments, repo2docker's entry point
+when the image has one (it loads the login shell's environment, runs the repository's ``start``
+script, relays signals) and ``culling.SERVE`` under it. jupyter reads the token from the file
+(``JUPYTER_TOKEN_FILE``, jupyter_server 1.x and 2.x), and so does the container's health check
+(``HEALTH_CHECK``), so no process carries the token in its environment: only a path.
+The key is gone from every process once PID 1 has exec'd, before any code of the repository runs.
+
+Both run inside the user's image (``python3 -c``), so they use the standard library only, and
+``BOOTSTRAP`` must compute exactly what ``token_for`` computes (a test runs both).
 """
 
 from __future__ import annotations
@@ -19,28 +33,62 @@ from collections.abc import Sequence
 from chalicelib.backends.culling import SERVE
 
 KEY_VARIABLE = "BINDERLESS_BATCH_KEY"
-TOKEN_VARIABLE = "BINDERLESS_TOKEN"  # noqa: S105 (a variable's name, not a secret)
+TOKEN_VARIABLE = "BINDERLESS_TOKEN"  # noqa: S105 (a name, not a secret)
+# Fixed, so that the health check finds it with the container's own environment; a test may point
+# it elsewhere with TOKEN_FILE_VARIABLE in that environment.
+TOKEN_FILE = "/tmp/binderless/token"  # noqa: S105, S108 (a path; the container's own /tmp, a 0700 directory)
+TOKEN_FILE_VARIABLE = "BINDERLESS_TOKEN_FILE"  # noqa: S105 (a name, not a secret)
+# The task definition's entryPoint; the RunTask command override (``bootstrap_command``) follows it.
+ENTRY_POINT = ["python3", "-c"]
 
-# argv[1] is the program to run once the token is set (SERVE), argv[2:] its arguments. The key
-# leaves the environment before exec, so neither the notebook user nor the kernels it starts can
-# read it (not even in /proc/<pid>/environ, which only an exec replaces); the token goes through
-# JUPYTER_TOKEN, not argv, so it does not show in `ps`. The metadata endpoint can lag the
+# argv: -c, the secret (KEY=... or TOKEN=...), then SERVE and its arguments, which run with this same
+# interpreter (under repo2docker's entry point when it is on PATH). The metadata endpoint can lag the
 # container by a moment: retry.
-BOOTSTRAP = """\
-import hashlib, hmac, json, os, sys, time, urllib.request
+BOOTSTRAP = f"""\
+import hashlib, hmac, json, os, shutil, sys, time, urllib.request
 def task_id():
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({{}}))
     for attempt in range(10):
         try:
-            with urllib.request.urlopen(os.environ["ECS_CONTAINER_METADATA_URI_V4"] + "/task", timeout=5) as r:
+            with opener.open(os.environ["ECS_CONTAINER_METADATA_URI_V4"] + "/task", timeout=5) as r:
                 return json.load(r)["TaskARN"].rsplit("/", 1)[-1]
         except OSError:
             if attempt == 9:
                 raise
             time.sleep(1)
-token = os.environ.pop("BINDERLESS_TOKEN", "")
-key = os.environ.pop("BINDERLESS_BATCH_KEY", "")
-os.environ["JUPYTER_TOKEN"] = token or hmac.new(key.encode(), task_id().encode(), hashlib.sha256).hexdigest()[:48]
-os.execv(sys.executable, [sys.executable, "-c"] + sys.argv[1:])
+name, _, secret = sys.argv[1].partition("=")
+if name == "{TOKEN_VARIABLE}":
+    token = secret
+else:
+    token = hmac.new(secret.encode(), task_id().encode(), hashlib.sha256).hexdigest()[:48]
+path = os.environ.get("{TOKEN_FILE_VARIABLE}", "{TOKEN_FILE}")
+os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+os.chmod(os.path.dirname(path), 0o700)
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+os.fchmod(fd, 0o600)
+os.write(fd, token.encode())
+os.close(fd)
+env = {{k: v for k, v in os.environ.items() if k not in ("{KEY_VARIABLE}", "{TOKEN_VARIABLE}", "JUPYTER_TOKEN")}}
+env["JUPYTER_TOKEN_FILE"] = path
+serve = [sys.executable, "-c"] + sys.argv[2:]
+entry = shutil.which("repo2docker-entrypoint")
+if entry:
+    os.execve(entry, [entry] + serve, env)
+os.execve(sys.executable, serve, env)
+"""
+
+# GET api/status with the token: 0 once jupyter answers with this task's token, 1 before (and after).
+# -I -S: no site-packages and no user site, so it starts in milliseconds, every few seconds, on the
+# smallest task; urllib, not curl, which repo2docker images need not have.
+HEALTH_CHECK = f"""\
+import os, sys, urllib.request
+try:
+    token = open(os.environ.get("{TOKEN_FILE_VARIABLE}", "{TOKEN_FILE}")).read()
+    request = urllib.request.Request("http://127.0.0.1:%d/api/status", headers={{"Authorization": "token " + token}})
+    with urllib.request.build_opener(urllib.request.ProxyHandler({{}})).open(request, timeout=%d) as response:
+        sys.exit(0 if response.status == 200 else 1)
+except Exception:
+    sys.exit(1)
 """
 
 
@@ -50,6 +98,21 @@ def token_for(key: str, task_arn: str) -> str:
     return hmac.new(key.encode(), task_id.encode(), hashlib.sha256).hexdigest()[:48]
 
 
-def bootstrap_command(port: int, jupyter_arguments: Sequence[str] = ()) -> list[str]:
-    """The container command override: ``BOOTSTRAP``, then ``SERVE`` on ``port`` with ``jupyter_arguments``."""
-    return ["python3", "-c", BOOTSTRAP, SERVE, "--ip=0.0.0.0", f"--port={port}", "--no-browser", *jupyter_arguments]
+def secret_argument(key: str, *, solo: bool) -> str:
+    """``BOOTSTRAP``'s first argument: the token of a task started alone, else the batch key."""
+    return f"{TOKEN_VARIABLE if solo else KEY_VARIABLE}={key}"
+
+
+def bootstrap_command(port: int, secret: str, jupyter_arguments: Sequence[str] = ()) -> list[str]:
+    """The RunTask command override (after ``ENTRY_POINT``): ``BOOTSTRAP`` with ``secret``, then
+    ``SERVE`` on ``port`` with ``jupyter_arguments``.
+
+    ``trust_xheaders``: servers sit behind a proxy, whose X-Forwarded-Proto/-For jupyter then uses
+    (https for its cookies, the client's address in its logs)."""
+    return [BOOTSTRAP, secret, SERVE, "--ip=0.0.0.0", f"--port={port}", "--no-browser",
+            "--ServerApp.trust_xheaders=True", *jupyter_arguments]
+
+
+def health_check_command(port: int, timeout: int) -> list[str]:
+    """The container health check's command (ECS ``healthCheck.command``), for a server on ``port``."""
+    return ["CMD", "python3", "-I", "-S", "-c", HEALTH_CHECK % (port, timeout)]

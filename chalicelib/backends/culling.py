@@ -28,6 +28,12 @@ A server handed out but never opened is never armed: the maximum lifetime ends i
 jupyter_server (1.x or 2.x) only. Where it cannot subclass ``ServerApp`` it execs plain
 ``jupyter server`` with the no-activity shutdown off (kernels are still culled): a server that
 never stops itself beats a pool that never stops starting servers.
+
+What users see first is decided there too, from what the image has: JupyterLab (``/lab``) when
+``jupyterlab`` is installed, else the classic tree (``/tree``, from ``notebook`` or ``nbclassic``),
+else jupyter's own ``/``. It is the default of ``default_url``, so an image's own configuration still
+wins (plain ``jupyter server`` only takes it as an option). The repository's directory is not
+searched: a folder named ``notebook`` in it is not the notebook package.
 """
 
 from __future__ import annotations
@@ -43,16 +49,28 @@ SHUTDOWN_OPTION = "--ServerApp.shutdown_no_activity_timeout="
 # timeout; this checks every timeout/2 (1 to 60 s), so short timeouts are honoured closely.
 SERVE = f"""\
 import os, sys
+from importlib.machinery import PathFinder
+def installed(name):
+    spec = PathFinder.find_spec(name, [p for p in sys.path if p not in ("", os.getcwd())])
+    return bool(spec and spec.origin)
+page = "/lab" if installed("jupyterlab") else "/tree" if installed("notebook") or installed("nbclassic") else ""
 try:
     from jupyter_server.serverapp import ServerApp
     from tornado.ioloop import PeriodicCallback
+    from traitlets import default
     ServerApp.init_shutdown_no_activity, ServerApp.shutdown_no_activity
 except (ImportError, AttributeError):
     args = [a for a in sys.argv[1:] if not a.startswith("{SHUTDOWN_OPTION}")]
+    if page and not any(a.startswith("--ServerApp.default_url=") for a in args):
+        args.append("--ServerApp.default_url=" + page)
     os.execvp("jupyter", ["jupyter", "server"] + args + ["{SHUTDOWN_OPTION}0"])
 
 
 class BinderlessServerApp(ServerApp):
+    @default("default_url")
+    def first_page(self):
+        return page or "/"
+
     def init_shutdown_no_activity(self):
         timeout = self.shutdown_no_activity_timeout
         if timeout > 0:

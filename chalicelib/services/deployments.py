@@ -59,6 +59,7 @@ class DeploymentService:
         server = self.find(environment_name, server_id)
         if not server.claimed:
             raise _no_server(environment_name, server_id)
+        server = self.servers.refresh(server)
         if server.state not in LIVE_STATES:
             raise Gone(f"This server has {server.state.value} ({server.reason or 'no reason given'}). "
                        f"Launch a new one with POST /deployments/{environment_name}.")

@@ -3,17 +3,60 @@
 from __future__ import annotations
 
 import logging
+import math
+import secrets
 from typing import Callable
 
 from chalicelib.config import Settings
-from chalicelib.errors import BinderError, Invalid, NotFound, QuotaExceeded
+from chalicelib.errors import BinderError, Invalid, NotFound, QuotaExceeded, Unavailable
 from chalicelib.models import Pool, Staging
 from chalicelib.services.builds import BuildService
 from chalicelib.services.servers import ServerLifecycle
 from chalicelib.services.stagings import StagingService
-from chalicelib.store import ConditionFailed, Store
+from chalicelib.store import ConditionFailed, Lease, Store
 
 log = logging.getLogger(__name__)
+
+KEEPER_LEASE = "keeper"
+# A run's lease lasts its own time plus this: room for two machines' clocks to differ and for
+# calls still in flight when Lambda stops a run at its timeout.
+LEASE_MARGIN = 30
+RUN_SECONDS = 120  # a run's time when the caller does not say (the keeper's timeout, .chalice/config.json)
+
+
+class LeaseLost(Exception):
+    """The lease expired under a run and another run took it: this one stops where it is."""
+
+
+class LeaseHolder:
+    """A run's hold on its lease: renewed between steps when little of it is left, never assumed."""
+
+    def __init__(self, store: Store, lease: Lease, duration: int, clock: Callable[[], int]) -> None:
+        self.store, self.lease, self.duration, self.clock = store, lease, duration, clock
+        self.lost = False
+
+    def hold(self) -> None:
+        """Before a step: renew the lease if the step could outlast it; LeaseLost if it is not ours."""
+        now = self.clock()
+        if self.lease.expires_at - now > LEASE_MARGIN:
+            return  # judged by the lease's own expiry, not by how long this run thinks it has taken
+        renewed = self.store.leases.renew(self.lease, expires_at=now + self.duration)
+        if renewed is None:
+            self.lost = True
+            raise LeaseLost(self.lease.owner)
+        self.lease = renewed
+
+    def release(self) -> None:
+        """Free the lease for the next run. If the database refuses now, the lease just expires."""
+        if self.lost:
+            return
+        try:
+            released = self.store.leases.release(self.lease)
+        except Unavailable:
+            log.warning("could not release the keeper's lease; it expires at %s", self.lease.expires_at)
+            return
+        if not released:
+            log.warning("the keeper's lease had passed to another run before this one released it")
 
 
 class PoolService:
@@ -79,20 +122,47 @@ class PoolService:
                 continue
             missing, batches = missing - count, batches + 1
 
-    def tick(self) -> dict[str, int]:
-        """The scheduled run: reconcile what fell due, then bring every pool to its size.
+    def keep(self, seconds_left: float | None = None) -> dict[str, int]:
+        """The scheduled run: ``tick`` under the keeper's lease, so that two runs at once (one slower
+        than the schedule's minute, an asynchronous retry) never both refill the same pool. A run that
+        cannot take the lease returns at once and changes nothing.
+
+        The lease lasts the run's own time (``seconds_left``: the Lambda's remaining time) plus a
+        margin, so a run stopped at its timeout leaves a lease that the next minute's run can take."""
+        duration = math.ceil(seconds_left if seconds_left is not None else RUN_SECONDS) + LEASE_MARGIN
+        now = self.clock()
+        lease = self.store.leases.take(KEEPER_LEASE, secrets.token_hex(8), now=now, expires_at=now + duration)
+        if lease is None:
+            held = self.store.leases.get(KEEPER_LEASE)
+            log.info("another run holds the keeper's lease (until %s): skipped", held.expires_at if held else "-")
+            return {"skipped": 1, "held_until": held.expires_at if held else 0}
+        holder = LeaseHolder(self.store, lease, duration, self.clock)
+        try:
+            return self.tick(holder.hold)
+        except LeaseLost:
+            log.warning("the keeper's lease expired during this run and another run took it: stopped")
+            return {"lease_lost": 1}
+        finally:
+            holder.release()
+
+    def tick(self, between_steps: Callable[[], None] = lambda: None) -> dict[str, int]:
+        """Reconcile what fell due, then bring every pool to its size (``keep`` runs it under a lease;
+        ``between_steps`` is called before each step after the first).
 
         Its cost grows with the work to do, not with the fleet: one query for what fell due, one
         for the pools, one BatchGetItem per 100 pools that need servers, then a transaction and a
         RunTask per batch of 10 servers started (bench/scale.py measures it)."""
         due = list(self.store.servers.due(self.clock()))
         self.servers.reconcile(due)
+        between_steps()
         builds = self.builds.reconcile()
+        between_steps()
         unbalanced = [p for p in self.store.environments.pools() if p.size != p.available + p.starting]
         short = [p.environment_name for p in unbalanced if p.size > p.available + p.starting]
         stagings = self.store.environments.get_stagings(short) if short else {}
         pools = 0
         for pool in unbalanced:
+            between_steps()
             try:
                 self._balance(pool, stagings.get(pool.environment_name), None)
                 pools += 1

@@ -133,6 +133,23 @@ class ServerLifecycle:
             self.spawner.stop(server.handle, reason)
         return stopping
 
+    def refresh(self, server: Server) -> Server:
+        """A handed-out server still starting, asked about by its user: ask the platform now.
+
+        ECS sends no event when a container turns HEALTHY (the RUNNING event comes before jupyter
+        answers), so waiting for events and the schedule would cost a cold launch a minute or more.
+        One DescribeTasks per poll of a starting server; if it fails, the stored state stands."""
+        if server.state is not ServerState.starting or not server.claimed or not server.handle:
+            return server
+        try:
+            task, = self.spawner.describe([server.handle])
+            return self.apply(server, task)
+        except BinderError as error:
+            log.info("could not refresh server %s: %s", server.id, error.message)
+            return server
+        except ConditionFailed:  # an event or the schedule moved it meanwhile
+            return self.store.servers.get(server.environment_name, server.id) or server
+
     def apply(self, server: Server, task: TaskState, *, record: bool = False) -> Server:
         """Bring a stored server in line with what the platform reports about its task.
 

@@ -51,7 +51,8 @@ class StagingService:
         staging = Staging(environment_name=name, image_name=image.image_name, image=image.image, cpu=limits.cpu,
                           memory=limits.memory, services=services, created_at=now, attempted_at=now,
                           source=image.repository or f"image:{image.image_name}")
-        spec = EnvironmentSpec(name=name, image=image.image, cpu=limits.cpu, memory=limits.memory, sidecars=sidecars)
+        spec = EnvironmentSpec(name=name, image=image.image, cpu=limits.cpu, memory=limits.memory, sidecars=sidecars,
+                               source=staging.source)
         if self.store.environments.create_staging(staging):
             return self._register(staging, spec), True
         existing = self.get(name)

@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING
 from chalicelib.store.builds import BuildStore
 from chalicelib.store.dynamo import ConditionFailed, Dynamo
 from chalicelib.store.environments import EnvironmentStore
+from chalicelib.store.leases import Lease, LeaseStore
 from chalicelib.store.servers import ServerStore
 from chalicelib.store.tokens import TokenStore
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-__all__ = ["ConditionFailed", "Store"]
+__all__ = ["ConditionFailed", "Lease", "Store"]
 
 
 class Store:
@@ -21,5 +22,6 @@ class Store:
         self.dynamo = Dynamo(table_name, region, client)
         self.builds = BuildStore(self.dynamo)
         self.environments = EnvironmentStore(self.dynamo)
+        self.leases = LeaseStore(self.dynamo)
         self.servers = ServerStore(self.dynamo)
         self.tokens = TokenStore(self.dynamo)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any, Iterator, Sequence
 
 from chalicelib.models import BUILD_TRANSITIONS, Build, BuildStatus
-from chalicelib.store.counters import Counted, Quotas, build_counts, quota_error
+from chalicelib.store.counters import Counted, Quotas, bounded_key, build_counts, quota_error
 from chalicelib.store.dynamo import ConditionFailed, Dynamo, assignments, serialize, values
 
 DUE_BUILD = "DUE#BUILD"
+FULL_REPOSITORY = "repository_url"  # a repository too long to be an index key, whole
 NO_QUOTAS = Quotas()
 
 
@@ -26,12 +27,18 @@ def _to_item(build: Build, poll_at: int | None) -> dict[str, Any]:
     item = {"pk": pk, "sk": sk, **build.model_dump(mode="json")}
     if not build.repository:
         item.pop("repository")  # the by-repository index is sparse: registered images stay out of it
+    elif (indexed := bounded_key(build.repository)) != build.repository:
+        # ``repository`` is the by-repository index's partition key (2,048 bytes at most): a
+        # longer URL is indexed shortened, and kept whole beside it.
+        item["repository"], item[FULL_REPOSITORY] = indexed, build.repository
     if poll_at is not None:
         item["kind_pk"], item["kind_sk"] = DUE_BUILD, due_key(poll_at)
     return item
 
 
 def _from_item(item: dict[str, Any]) -> Build:
+    if FULL_REPOSITORY in item:
+        item = {**item, "repository": item[FULL_REPOSITORY]}
     return Build.model_validate(item)
 
 
@@ -105,7 +112,7 @@ class BuildStore:
     def latest_for(self, repository: str) -> Build | None:
         """The newest completed build of a repository, else the newest of any status."""
         newest: Build | None = None
-        for item in self.db.query("repository = :repository", values(repository=repository),
+        for item in self.db.query("repository = :repository", values(repository=bounded_key(repository)),
                                   index="by-repository", forward=False):
             build = _from_item(item)
             if build.status is BuildStatus.completed:

@@ -7,7 +7,8 @@
     RATE#<client>        <counter>#<window start>   launches, builds: anonymous ones from one client
 
 A client is an anonymous caller's address (an IPv6 one by its /64); <repo> is the canonical
-repository (``repository_urls.canonical_repository``).
+repository (``repository_urls.canonical_repository``). A key that would pass DynamoDB's limit
+(a repository URL may be 2,048 characters by itself) is shortened by ``bounded_key``.
 
 A limit is a condition on the counter's update, so it holds under any concurrency: the
 transaction that would pass it is cancelled, and ``quota_error`` names the limit it hit.
@@ -15,6 +16,7 @@ transaction that would pass it is cancelled, and ``quota_error`` names the limit
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -26,6 +28,29 @@ RETRY_AFTER = "60"
 # A client's count outlives the lifetime of the last server it counted by this much (DynamoDB
 # TTL): by then that server has ended, so the item at 0 can go and addresses do not pile up.
 CLIENT_COUNT_RETENTION = 24 * 3600
+# DynamoDB: "The minimum length of a partition key value is 1 byte. The maximum length is 2048
+# bytes." The same holds for an index's partition key (the by-repository index's repository).
+MAX_PARTITION_KEY_BYTES = 2048
+DIGEST_MARK = "#SHA256#"
+
+
+def bounded_key(key: str) -> str:
+    """``key`` itself when DynamoDB takes it as a partition key, else its first 1,024 bytes and
+    the SHA-256 of the whole (1,096 bytes at most).
+
+    Only keys that could never be written change, so every stored counter keeps its item, and
+    the same key always gives the same value. A key that fits cannot pass for a shortened one:
+    the API refuses repository URLs with a #fragment, and addresses have no "#"."""
+    data = key.encode()
+    if len(data) <= MAX_PARTITION_KEY_BYTES:
+        return key
+    head = data[:MAX_PARTITION_KEY_BYTES // 2].decode(errors="ignore")  # never half a character
+    return f"{head}{DIGEST_MARK}{hashlib.sha256(data).hexdigest()}"
+
+
+def quota_key(scope: str) -> str:
+    """The partition key of the QUOTA item of ``scope`` ("GLOBAL", "REPO#<repo>", "CLIENT#<client>")."""
+    return bounded_key(f"QUOTA#{scope}")
 
 
 @dataclass(frozen=True)
@@ -80,7 +105,7 @@ def quota_update(db: Dynamo, scope: str, counter: str, delta: int, cap: int, ref
         kwargs["vals"] |= values(most=cap - delta)
     else:
         refusal = ""
-    return Counted({"Update": db.update_args(f"QUOTA#{scope}", "QUOTA", expression, **kwargs)}, refusal)
+    return Counted({"Update": db.update_args(quota_key(scope), "QUOTA", expression, **kwargs)}, refusal)
 
 
 def server_counts(db: Dynamo, environment_name: str, source: str, buckets: dict[str, int], live: int,
@@ -125,7 +150,7 @@ def rate_update(db: Dynamo, client: str, *, now: int, window: int, limit: int, c
     in the current window."""
     start = now - now % window
     return Counted({"Update": db.update_args(
-        f"RATE#{client}", f"{counter}#{start}", "ADD #n :one SET expires_at = :expires",
+        bounded_key(f"RATE#{client}"), f"{counter}#{start}", "ADD #n :one SET expires_at = :expires",
         condition="attribute_not_exists(#n) OR #n < :limit", names={"#n": counter},
         vals=values(one=1, expires=start + 2 * window, limit=limit))},
         f"Too many {counter} from your address: at most {limit} per {window} seconds. "

@@ -8,6 +8,7 @@ Key layout (one table, see DESIGN.md):
     ENV#<env>           POOL             its pool: target size and exact counters
     ENV#<env>           SERVER#<id>      a notebook server
     TOKEN#<sha256>      TOKEN            an API token (hash only)
+    LEASE#<name>        LEASE            a lease: one run at a time (the keeper's tick)
 
 Global secondary indexes (all sparse, projecting everything):
 
