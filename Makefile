@@ -15,8 +15,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(BIN)/python -m chalicelib.local
 
+# Two workers, each taking whole files (--dist loadfile: a file's local mode or moto world stays in one
+# process); much of the suite waits on jupyter servers and subprocesses, so two halve the wait.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # make bench [BENCH_ARGS=--quick]: every benchmark, one table (bench/run.py); local mode alone: bench/local_bench.py
 BENCH_ARGS ?=
