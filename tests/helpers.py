@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Callable
 
 from chalicelib.backends.aws_tasks import started_by
 from tests.conftest import World, auth, body
@@ -115,3 +118,38 @@ def from_address(monkeypatch: Any, address: str) -> None:
     from chalice.local import LambdaEventConverter
 
     monkeypatch.setattr(LambdaEventConverter, "LOCAL_SOURCE_IP", address)
+
+
+def atomic_calls(world: World) -> None:
+    """moto's in-process backends are not thread-safe; AWS makes each request atomic. A lock around
+    each call models that while threads still interleave between their calls (as in test_claims.py)."""
+    lock = threading.Lock()
+    for aws in (world.dynamodb, world.ecs):
+        call = aws._make_api_call
+
+        def atomic(*args: Any, _call: Callable[..., Any] = call) -> Any:
+            with lock:
+                return _call(*args)
+
+        aws._make_api_call = atomic
+
+
+@contextmanager
+def first_call_paused(owner: Any, name: str) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """``owner.<name>``'s first call waits until the test sets ``release`` (``entered`` says it is waiting);
+    later calls go straight through."""
+    original = getattr(owner, name)
+    entered, release = threading.Event(), threading.Event()
+
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        if not entered.is_set():
+            entered.set()
+            assert release.wait(10)
+        return original(*args, **kwargs)
+
+    setattr(owner, name, paused)
+    try:
+        yield entered, release
+    finally:
+        release.set()
+        setattr(owner, name, original)

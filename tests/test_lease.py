@@ -5,8 +5,6 @@ overlapping runs must not both refill a pool: a lease in the table lets one run 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -14,7 +12,7 @@ import pytest
 from chalicelib.services.pools import KEEPER_LEASE, LEASE_MARGIN, RUN_SECONDS
 from chalicelib.store import Lease
 from tests.conftest import World
-from tests.helpers import staged, tick
+from tests.helpers import atomic_calls, first_call_paused, staged, tick
 
 SIZE = 12  # two RunTask batches (10 + 2): a run is still refilling after its first launch
 
@@ -42,20 +40,6 @@ def run_tasks_counted(world: World) -> list[str]:
     return calls
 
 
-def atomic_calls(world: World) -> None:
-    """moto's in-process backends are not thread-safe; AWS makes each request atomic. A lock around
-    each call models that while runs still interleave between their calls (as in test_claims.py)."""
-    lock = threading.Lock()
-    for aws in (world.dynamodb, world.ecs):
-        call = aws._make_api_call
-
-        def atomic(*args: Any, _call: Callable[..., Any] = call) -> Any:
-            with lock:
-                return _call(*args)
-
-        aws._make_api_call = atomic
-
-
 def leases_seen_by_launches(world: World, monkeypatch: pytest.MonkeyPatch) -> list[Lease | None]:
     """The keeper's lease as stored when each launch of a run starts."""
     seen: list[Lease | None] = []
@@ -69,27 +53,6 @@ def leases_seen_by_launches(world: World, monkeypatch: pytest.MonkeyPatch) -> li
     return seen
 
 
-@contextmanager
-def first_launch_paused(world: World) -> Iterator[tuple[threading.Event, threading.Event]]:
-    """The first server launch waits (outside any AWS call) until released: its run is mid-refill."""
-    lifecycle = world.services.servers
-    launch = lifecycle.launch
-    entered, release = threading.Event(), threading.Event()
-
-    def paused(*args: Any, **kwargs: Any) -> Any:
-        if not entered.is_set():
-            entered.set()
-            assert release.wait(10)
-        return launch(*args, **kwargs)
-
-    lifecycle.launch = paused  # type: ignore[method-assign]
-    try:
-        yield entered, release
-    finally:
-        release.set()
-        lifecycle.launch = launch  # type: ignore[method-assign]
-
-
 def test_a_run_that_starts_while_another_refills_skips_and_the_pool_gets_exactly_its_size(
         client: Any, world: World) -> None:
     environment = short_pool(client, world)
@@ -97,7 +60,7 @@ def test_a_run_that_starts_while_another_refills_skips_and_the_pool_gets_exactly
     atomic_calls(world)
     results: list[dict[str, int]] = []
 
-    with first_launch_paused(world) as (entered, release):
+    with first_call_paused(world.services.servers, "launch") as (entered, release):
         first = threading.Thread(target=lambda: results.append(world.services.pools.keep(120)))
         first.start()
         assert entered.wait(10)  # the first run holds the lease and is inside its first launch

@@ -23,7 +23,7 @@ from chalice.cli.factory import CLIFactory
 from chalicelib.idempotency import IN_FLIGHT_GRACE_MS
 from scripts.cfn import ROOT
 from tests.conftest import World, body
-from tests.helpers import staged
+from tests.helpers import atomic_calls, first_call_paused, staged
 
 GATEWAY_TIMEOUT = 29
 # The API function's timeout as Chalice resolves it (chalice.test's client gives the view a context with it).
@@ -69,33 +69,10 @@ def launch(client: Any, environment: str, key: str) -> Any:
 
 @contextmanager
 def slow_backend(world: World) -> Iterator[tuple[threading.Event, threading.Event]]:
-    """RunTask takes as long as the test says: the launch waits inside the spawner until released.
-    moto's backends are not thread-safe, so each AWS call holds a lock (as AWS makes each atomic)."""
-    lock = threading.Lock()
-    for aws in (world.dynamodb, world.ecs):
-        call = aws._make_api_call
-
-        def atomic(*args: Any, _call: Any = call) -> Any:
-            with lock:
-                return _call(*args)
-
-        aws._make_api_call = atomic
-    spawner = world.services.servers.spawner
-    start = spawner.start
-    entered, release = threading.Event(), threading.Event()
-
-    def slow_start(*args: Any, **kwargs: Any) -> Any:
-        if not entered.is_set():  # the first launch only: a second one would be the bug
-            entered.set()
-            assert release.wait(10)
-        return start(*args, **kwargs)
-
-    spawner.start = slow_start  # type: ignore[method-assign]
-    try:
-        yield entered, release
-    finally:
-        release.set()
-        spawner.start = start  # type: ignore[method-assign]
+    """RunTask takes as long as the test says: the launch waits inside the spawner until released."""
+    atomic_calls(world)
+    with first_call_paused(world.services.servers.spawner, "start") as events:
+        yield events
 
 
 def in_progress_expiry_ms(world: World) -> int:
