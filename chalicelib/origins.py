@@ -25,6 +25,9 @@ ALLOW_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key")
 # Replies a page must be able to read: when to retry, and the rate limit's figures.
 EXPOSE_HEADERS = ("Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 MAX_AGE = 600
+# The list travels in every RunTask's overrides (the servers' allow_origin_pat), and AWS allows "A total
+# of 8192 characters ... for overrides"; the bootstrap takes about 3,500 of them.
+MAX_ORIGINS_CHARACTERS = 2000
 
 
 def normalize_origins(origins: Iterable[str]) -> tuple[str, ...]:
@@ -40,6 +43,9 @@ def normalize_origins(origins: Iterable[str]) -> tuple[str, ...]:
             raise ValueError(f"cors_origins: {entry!r} is not an origin such as https://example.org or "
                              "http://localhost:5173 (scheme, host and port only), or *")
         normalized.append(origin)
+    if sum(len(origin) + 1 for origin in normalized) > MAX_ORIGINS_CHARACTERS:
+        raise ValueError(f"cors_origins: more than {MAX_ORIGINS_CHARACTERS} characters in all; they travel in "
+                         "each server's start request, which AWS limits. List fewer origins, or *")
     return tuple(dict.fromkeys(normalized))
 
 

@@ -55,7 +55,8 @@ def test_the_preflight_config_allows_what_the_readme_promises() -> None:
     assert "Retry-After" in headers["Access-Control-Expose-Headers"]
 
 
-@pytest.mark.parametrize("value", ["https://a.example/path", "a.example", "ftp://a.example", "https://u@a.example"])
+@pytest.mark.parametrize("value", ["https://a.example/path", "a.example", "ftp://a.example", "https://u@a.example",
+                                   ",".join(f"https://site-{n}.pages.example.org" for n in range(80))])
 def test_a_malformed_origin_fails_at_start(value: str) -> None:
     with pytest.raises(ValidationError, match="cors_origins"):
         Settings.from_env({"BINDERLESS_CORS_ORIGINS": value})
