@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 
 from chalicelib.backends.aws_tasks import started_by
@@ -153,3 +154,18 @@ def first_call_paused(owner: Any, name: str) -> Iterator[tuple[threading.Event, 
     finally:
         release.set()
         setattr(owner, name, original)
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet test HTTP server's handler: ``reply`` answers with a JSON body."""
+
+    def reply(self, status: int, document: Any) -> None:
+        payload = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass

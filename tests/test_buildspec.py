@@ -12,7 +12,6 @@ separately on the full command, which stops at the missing daemon once its argum
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -20,7 +19,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from chalicelib.backends.aws import AwsBuilder
 from chalicelib.backends.base import BuildRequest
 from chalicelib.config import Settings
 from scripts.cfn import BUILDSPEC, ROOT
+from tests.helpers import JsonHandler
 from tests.local_repo import make_repository
 
 REGION = "us-east-1"
@@ -50,17 +50,9 @@ REPO2DOCKER = next(c for c in commands("build") if c.startswith("jupyter-repo2do
 WITHOUT_USER_ID = REPO2DOCKER.replace("--user-id 1000 ", "")
 
 
-class _EmptyDataverseList(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = json.dumps({"installations": []}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+class _EmptyDataverseList(JsonHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.reply(200, {"installations": []})
 
 
 @pytest.fixture(scope="module")

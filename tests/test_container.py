@@ -27,7 +27,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,6 +40,7 @@ from chalicelib.backends.base import EnvironmentSpec
 from chalicelib.backends.bootstrap import KEY_VARIABLE, TOKEN_FILE_VARIABLE, token_for
 from chalicelib.backends.local_servers import free_port
 from chalicelib.config import Settings
+from tests.helpers import JsonHandler
 from tests.test_local_backend import wait_for
 
 # The image's user: as root, a uid with no account (nothing on the machine changes); else oneself.
@@ -94,21 +95,14 @@ def task_as_ecs_runs_it(port: int) -> Task:
                 first.token, port)
 
 
-class Metadata(BaseHTTPRequestHandler):
+class Metadata(JsonHandler):
     """The task metadata endpoint v4: ``GET ${ECS_CONTAINER_METADATA_URI_V4}/task``."""
 
     task_arn = ""
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        body = json.dumps({"Cluster": "binderless", "TaskARN": self.task_arn, "Family": "binderless-x"}).encode()
-        self.send_response(200 if self.path.endswith("/task") else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        self.reply(200 if self.path.endswith("/task") else 404,
+                   {"Cluster": "binderless", "TaskARN": self.task_arn, "Family": "binderless-x"})
 
 
 def reachable_python() -> str | None:

@@ -248,3 +248,34 @@ def test_rescheduled_checks_go_100_to_a_transaction_and_skip_a_server_that_chang
     due = {s.id for s in servers.due(world.clock() + 5)}
     assert due == {s.id for s in available} - {claimed.id}
     assert servers.get(environment, claimed.id).state.value == "running"  # type: ignore[union-attr]
+
+
+def test_where_the_launch_records_its_own_starts_the_schedule_never_puts_a_sibling_process_on_a_server(
+        client: Any, world: World) -> None:
+    """Local mode: each process serves one server's own path with its own token, and the launch saves
+    the handles itself right after starting them. A tick in between (servers due, no handle yet) must
+    not record a sibling's process on a server: two ids would share one location (seen under load)."""
+    from chalicelib.backends.base import TaskState
+
+    environment = staged(client, world)
+    lifecycle = world.services.servers
+    staging = world.services.stagings.get(environment)
+    now = world.clock()
+    batch = [lifecycle._new(staging, now, False, "launch00000001", "k" * 48, solo=False) for _ in range(2)]
+    world.services.store.servers.create(batch, due_at=now)
+    first = {"pid": "101", "url": f"http://127.0.0.1:9/user/{batch[0].id}/"}
+
+    class RecordsItsOwnStarts:
+        records_from_events = False
+
+        def tasks_of(self, launch: str) -> list[dict[str, str]]:
+            return [first]  # the first server's process has started; its handle is not saved yet
+
+        def describe(self, handles: Any) -> list[TaskState]:
+            return [TaskState(dict(h), "running", url=h["url"]) for h in handles]
+
+    lifecycle.spawner = RecordsItsOwnStarts()  # type: ignore[assignment]
+    lifecycle.reconcile(list(world.services.store.servers.due(now)))
+
+    stored = [world.services.store.servers.get(environment, s.id) for s in batch]
+    assert [(s.state.value, s.handle, s.url) for s in stored if s] == [("starting", {}, "")] * 2

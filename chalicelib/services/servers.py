@@ -237,7 +237,11 @@ class ServerLifecycle:
         RunTask. Ask the platform what each launch started, record it as its events would have,
         and end what never started."""
         unreachable = set()
-        for launch in sorted({s.launch for s in servers if s.launch}):
+        # A platform whose starts are recorded by the launch itself binds each process to its server
+        # (local mode: its own URL path and token): another server's process must never be recorded
+        # here; one without a handle is still being started, or ends below once it is too old.
+        launches = {s.launch for s in servers if s.launch} if self.spawner.records_from_events else set()
+        for launch in sorted(launches):
             try:
                 handles = self.spawner.tasks_of(launch)
                 tasks = self.spawner.describe(handles) if handles else []
