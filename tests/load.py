@@ -24,7 +24,7 @@ from moto.moto_api import state_manager
 from chalicelib.backends.aws_tasks import started_by
 from chalicelib.backends.base import TaskState
 from chalicelib.local_database import AtomicMotoServer
-from chalicelib.models import LIVE_STATES, Server
+from chalicelib.models import LIVE_STATES, Pool, Server
 from tests.conftest import ADMIN, World, _make_world
 
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -127,7 +127,11 @@ def counted_vs_items(world: World, environment: str) -> tuple[dict[str, int], di
     """The pool's counters and the same numbers counted from the server items themselves."""
     pool = world.services.store.environments.get_pool(environment, consistent=True)
     assert pool is not None
-    servers: list[Server] = list(world.services.store.servers.live(environment))
+    return compare_counts(pool, list(world.services.store.servers.live(environment)))
+
+
+def compare_counts(pool: Pool, servers: list[Server]) -> tuple[dict[str, int], dict[str, int]]:
+    """``pool``'s counters, and the same numbers counted from ``servers`` (its live server items)."""
     from_items = Counter(s.counter for s in servers if s.counter)
     live = sum(1 for s in servers if s.state in LIVE_STATES)
     counters = {"available": pool.available, "starting": pool.starting, "running": pool.running, "live": pool.live}

@@ -23,8 +23,8 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.models import LIVE_STATES
 from chalicelib.store import Store
+from tests.load import compare_counts
 from tests.local_mode import LocalMode, local_mode, wait_for
 from tests.local_repo import make_repository
 
@@ -97,11 +97,7 @@ def counters_and_items(store: Store, environment: str) -> tuple[dict[str, int], 
         after = store.environments.get_pool(environment, consistent=True)
         assert before is not None and after is not None
         if before == after:
-            counted = Counter(s.counter for s in servers if s.counter)
-            from_items = {name: counted.get(name, 0) for name in ("available", "starting", "running")}
-            from_items["live"] = sum(1 for s in servers if s.state in LIVE_STATES)
-            return ({"available": after.available, "starting": after.starting, "running": after.running,
-                     "live": after.live}, from_items)
+            return compare_counts(after, servers)
         time.sleep(0.05)
     raise AssertionError("the pool never held still")
 
