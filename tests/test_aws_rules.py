@@ -4,6 +4,7 @@ sees every client (the tests', chalicelib's lazy ones, a fresh session's, one ta
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import boto3
@@ -231,3 +232,24 @@ def test_clients_of_a_new_session_and_of_a_moto_server_are_checked(aws_requests:
         with pytest.raises(AwsRuleViolation):
             over_http.run_task(cluster="c", taskDefinition="td", count=11)
     assert [v.rule for v in aws_requests.take()] == [aws_rules.LIST_TASKS_FILTERS, aws_rules.RUN_TASK_COUNT]
+
+
+def test_the_longest_origin_list_allowed_still_fits_runtask_overrides() -> None:
+    """The servers' allowed origins and ``culling.SERVE`` travel in every RunTask's command override."""
+    origins, number = [], 0
+    while len(",".join(origins)) < 1950:  # Settings refuses more than 2,000 characters in all
+        origins.append(f"https://docs-{number:04d}.example.org")
+        number += 1
+    sent: dict[str, Any] = {}
+
+    class Ecs:
+        def run_task(self, **params: Any) -> dict[str, Any]:
+            sent.update(params)
+            return {"tasks": [], "failures": []}
+
+    spawner = AwsSpawner(Settings(cors_origins=tuple(origins), subnets=("subnet-1",)), ecs=Ecs())  # type: ignore[arg-type]
+    spawner.start({"task_definition": "arn:aws:ecs:us-east-1:1:task-definition/td:1"}, [f"s{i}" for i in range(10)],
+                  "5f0c1a2b", "k" * 64)
+    command = sent["overrides"]["containerOverrides"][0]["command"]
+    assert any(re.escape(origins[-1]) in argument for argument in command)
+    assert not broken("ecs", "RunTask", sent)

@@ -143,6 +143,8 @@ def open_page(browser: Any, origin: str, api: str, env: str, client: str) -> dic
     failed: list[str] = []
     page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
     page.on("requestfailed", lambda request: failed.append(f"{request.method} {request.url}: {request.failure}"))
+    page.on("response", lambda response: failed.append(f"{response.request.method} {response.url}: {response.status}")
+            if response.status >= 500 else None)  # a server error the page could still read
     # The status as it came over the wire: Playwright reports no response at all for a reply the
     # browser withheld from the page (no Access-Control-Allow-Origin), but DevTools still sees it.
     devtools = context.new_cdp_session(page)
@@ -161,7 +163,7 @@ def open_page(browser: Any, origin: str, api: str, env: str, client: str) -> dic
         seconds = time.monotonic() - started
         timings = page.text_content("#timings") or "{}"
         return {"output": page.text_content("#output"), "error": page.text_content("#error"), "seconds": seconds,
-                "timings": json.loads(timings), "launches": launches, "failed": failed, "console": console[-30:]}
+                "timings": json.loads(timings), "launches": launches, "failed": list(failed), "console": console[-30:]}
     finally:
         context.close()
 

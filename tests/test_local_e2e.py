@@ -10,6 +10,7 @@ import json
 import re
 import secrets
 import signal
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -125,8 +126,8 @@ def test_an_existing_dynamodb_endpoint_is_used_and_its_table_created_once(tmp_pa
 
     database = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     database.start()
+    endpoint = "http://{}:{}".format(*database.get_host_and_port())
     try:
-        endpoint = "http://{}:{}".format(*database.get_host_and_port())
         dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
                                 aws_access_key_id="x", aws_secret_access_key="x")
         for run in ("first", "second"):  # the second run finds the table there already
@@ -140,4 +141,8 @@ def test_an_existing_dynamodb_endpoint_is_used_and_its_table_created_once(tmp_pa
                 assert local.api("GET", "/pools").body == {}
             assert dynamodb.list_tables()["TableNames"] == ["binderless"]
     finally:
+        # moto's backends are per process, shared by every moto server and mock in it: leave no table behind
+        # for a later test of this worker (tests/test_load.py would find "binderless" there already).
+        reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+        urllib.request.build_opener(urllib.request.ProxyHandler({})).open(reset, timeout=30).close()
         database.stop()

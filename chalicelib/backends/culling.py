@@ -24,6 +24,15 @@ culled the same way.
 
 A server handed out but never opened is never armed: the maximum lifetime ends it.
 
+Two flaws of jupyter_server that a page on another origin meets are mended there too. An error
+reply (403, 404, 500) carries no ``Access-Control-Allow-Origin``: jupyter sets it in ``prepare`` and
+tornado's ``send_error`` clears every header but the defaults, so the page sees an opaque "blocked by
+CORS policy" instead of the error; with the operator's origins set (never the token-based default)
+SERVE adds them to the defaults. And ``GET api/kernels`` answers 500 when it lands while a kernel is
+being started (listed, but not yet given ``last_activity``), which @jupyterlab/services' polling does
+on a busy server: that kernel is left out of the list until it is marked, as a kernel that just went
+away already is.
+
 ``SERVE`` runs inside the user's image (``python3 -c``): the standard library and the image's own
 jupyter_server (1.x or 2.x) only. Where it cannot subclass ``ServerApp`` it execs plain
 ``jupyter server`` with the no-activity shutdown off (kernels are still culled): a server that
@@ -81,6 +90,28 @@ class BinderlessServerApp(ServerApp):
         if any(key.endswith("_last_activity") for key in self.web_app.settings):
             self.shutdown_no_activity()
 
+
+try:
+    from jupyter_server.base.handlers import JupyterHandler
+    from jupyter_server.services.kernels.kernelmanager import MappingKernelManager
+    from traitlets import TraitError
+    model_of, headers_of = MappingKernelManager.kernel_model, JupyterHandler.set_default_headers
+
+    def kernel_model(self, kernel_id):
+        try:
+            return model_of(self, kernel_id)
+        except (AttributeError, TraitError):  # listed before start_kernel has marked it: not there yet
+            raise KeyError(kernel_id) from None
+
+    def set_default_headers(self):
+        headers_of(self)
+        if (self.allow_origin or self.allow_origin_pat) and hasattr(self, "set_cors_headers"):
+            self.set_cors_headers()
+
+    MappingKernelManager.kernel_model = kernel_model
+    JupyterHandler.set_default_headers = set_default_headers
+except (ImportError, AttributeError):
+    pass
 
 BinderlessServerApp.launch_instance(sys.argv[1:])
 """
