@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -116,11 +116,16 @@ def burst(api: str, environment: str, launches: int, workers: int) -> Burst:
             if "location" in reply:
                 result.locations.append(reply["location"])
 
+    result.seconds = run_concurrently(launch, launches, workers)
+    return result
+
+
+def run_concurrently(task: Callable[[int], None], count: int, workers: int) -> float:
+    """``task(0)`` to ``task(count - 1)`` on ``workers`` threads: the seconds they took in all."""
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(launch, range(launches)))
-    result.seconds = time.perf_counter() - started
-    return result
+        list(pool.map(task, range(count)))
+    return time.perf_counter() - started
 
 
 def counted_vs_items(world: World, environment: str) -> tuple[dict[str, int], dict[str, int]]:

@@ -16,7 +16,6 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +23,7 @@ import boto3
 import pytest
 
 from chalicelib.store import Store
-from tests.load import compare_counts
+from tests.load import compare_counts, run_concurrently
 from tests.local_mode import LocalMode, local_mode, wait_for
 from tests.local_repo import make_repository
 
@@ -82,10 +81,7 @@ def burst(local: LocalMode, environment: str) -> Round:
             if isinstance(reply.body, dict) and "id" in reply.body:
                 result.replies.append(reply.body)
 
-    began = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=LAUNCHES) as pool:
-        list(pool.map(launch, range(LAUNCHES)))
-    result.seconds = time.perf_counter() - began
+    result.seconds = run_concurrently(launch, LAUNCHES, LAUNCHES)
     return result
 
 
