@@ -29,12 +29,15 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.local_mode import LocalMode, call, local_mode, wait_for  # noqa: E402 (after the path)
+from chalicelib.backends.local import LocalSpawner  # noqa: E402 (after the path)
+from chalicelib.config import Settings  # noqa: E402
+from tests.local_mode import LocalMode, call, local_mode, wait_for  # noqa: E402
 from tests.local_repo import make_repository  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -59,6 +62,39 @@ def cold_start(local: LocalMode, env: str) -> float:
     elapsed = time.perf_counter() - started
     local.api("DELETE", f"/deployments/{env}/{server_id}")
     return elapsed
+
+
+def jupyter_alone(work: Path, runs: int) -> list[float]:
+    """The peer: seconds from starting a server process (the spawner's own command, no API, no
+    database) to its first ``api/status`` 200, polled every 10 ms. Local mode cannot beat this."""
+    spawner = LocalSpawner(Settings(backend="local", local_dir=str(work / "alone")), grace=0.5)
+    samples = []
+    try:
+        for number in range(runs):
+            started = time.perf_counter()
+            launched, = spawner.start({"path": str(work)}, [f"alone{number}"], "alone", secrets.token_hex(24))
+            status, token = launched.handle["url"] + "api/status", launched.token
+            wait_for(partial(answers, status, token), 60, "jupyter answers", every=0.01)
+            samples.append(time.perf_counter() - started)
+            spawner.stop(launched.handle, "measured")
+    finally:
+        spawner.stop_all()
+    return samples
+
+
+def answers(url: str, token: str) -> bool:
+    try:
+        return call("GET", url, token=token).status == 200
+    except OSError:  # refused while it starts
+        return False
+
+
+def pool_fill(local: LocalMode, env: str, size: int) -> float:
+    """Seconds from setting an empty pool's size to every one of its servers being available."""
+    started = time.perf_counter()
+    assert local.api("PUT", f"/pools/{env}", {"size": size}).status == 200
+    wait_for(lambda: available(local, env) == size, 120, f"the pool fills to {size}", every=0.02)
+    return time.perf_counter() - started
 
 
 def available(local: LocalMode, env: str) -> int:
@@ -89,7 +125,7 @@ def measure(local: LocalMode, env: str, colds: int, hits: int, pool_size: int, t
         time.sleep(random.uniform(0, tick))  # noqa: S311 (not a secret)
         cold.append(cold_start(local, env))
     print(f"  {colds} cold starts done", flush=True)
-    assert local.api("POST", f"/pools/{env}", {"size": pool_size}).status == 200
+    filled = pool_fill(local, env, pool_size)
     posts: list[float] = []
     ready: list[float] = []
     while len(posts) < hits:
@@ -98,18 +134,22 @@ def measure(local: LocalMode, env: str, colds: int, hits: int, pool_size: int, t
             posts.append(posted)
             ready.append(answered)
     local.api("DELETE", f"/pools/{env}")
-    return {"cold_deploy_to_200": summary(cold), "pool_hit_post": summary(posts),
+    return {"cold_deploy_to_200": summary(cold), "pool_fill": summary([filled]), "pool_hit_post": summary(posts),
             "pool_hit_post_to_200": summary(ready), "raw": {"cold": cold, "pool_hit_post": posts}}
 
 
 def table(results: dict[str, Any]) -> str:
-    rows = [("cold deploy: POST -> location answers 200", results["cold_deploy_to_200"]),
+    rows = [("peer: jupyter alone, start -> api/status 200", results["jupyter_alone"]),
+            ("cold deploy: POST -> location answers 200", results["cold_deploy_to_200"]),
+            ("pool of N: PUT size -> N available", results["pool_fill"]),
             ("pool hit: POST /deployments (201)", results["pool_hit_post"]),
             ("pool hit: POST -> location answers 200", results["pool_hit_post_to_200"])]
-    lines = [f"{'what':<44}{'n':>4}{'median':>11}{'p95':>11}{'max':>11}"]
+    lines = [f"{'what':<46}{'n':>4}{'median':>11}{'p95':>11}{'max':>11}"]
     for label, stats in rows:
-        lines.append(f"{label:<44}{stats['n']:>4}" + "".join(f"{stats[k] * 1000:>9.0f}ms" for k in
+        lines.append(f"{label:<46}{stats['n']:>4}" + "".join(f"{stats[k] * 1000:>9.0f}ms" for k in
                                                           ("median", "p95", "max")))
+    lines.append(f"cold deploy / jupyter alone (medians): {results['cold_vs_jupyter']:.2f}x, "
+                 f"+{results['cold_over_jupyter_ms']:.0f} ms")
     return "\n".join(lines)
 
 
@@ -128,6 +168,9 @@ def main() -> None:
         with local_mode(work, secrets.token_urlsafe(24), BINDERLESS_LOCAL_TICK=str(args.tick)) as local:
             env = local.build_and_stage(work / "repository")
             results = measure(local, env, args.cold, args.hits, args.pool_size, args.tick)
+        results["jupyter_alone"] = summary(jupyter_alone(work, args.cold))  # same run, same machine
+    cold, alone = results["cold_deploy_to_200"]["median"], results["jupyter_alone"]["median"]
+    results["cold_vs_jupyter"], results["cold_over_jupyter_ms"] = cold / alone, (cold - alone) * 1000
     results["settings"] = {"tick_seconds": args.tick, "check_interval_seconds": 1, "pool_size": args.pool_size,
                            "cpus": os.cpu_count(), "python": platform.python_version()}
     print(table(results))

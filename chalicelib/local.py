@@ -33,8 +33,8 @@ DEFAULT_PORT = 8000
 CHALICE_STAGE = "local"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
 LOCAL_DEFAULTS = {
-    # Servers are checked on every tick (check interval <= tick): a local process has no events to
-    # announce that it started or exited, so the schedule's describe() is how anything is noticed.
+    # Servers are checked on every tick (check interval <= tick) as well: the spawner's events say when a
+    # server answers or exits (subscribe_to_servers), and the schedule's describe() is their safety net.
     "BINDERLESS_CHECK_INTERVAL": "1",
     "BINDERLESS_AVAILABLE_CHECK_INTERVAL": "1",  # no events locally: a pooled server that exits is noticed so
     "BINDERLESS_RUNNING_CHECK_INTERVAL": "1",  # so a handed-out server that exits is noticed too
@@ -143,7 +143,18 @@ def start_services() -> Services:
     services = build_services(get_settings())
     set_services(services)
     ensure_table(services)
+    subscribe_to_servers(services)
     return services
+
+
+def subscribe_to_servers(services: Services) -> None:
+    """A server's readiness and exit reach the store the moment they happen, through the path ECS
+    events take on AWS (the tick's describe() stays as the safety net)."""
+    from chalicelib.backends.local import LocalSpawner
+
+    spawner = services.servers.spawner
+    if isinstance(spawner, LocalSpawner):
+        spawner.subscribe(services.servers.apply_event)
 
 
 def ensure_table(services: Services) -> None:

@@ -28,7 +28,7 @@ def build_detail(world: World, image_name: str, status: str) -> dict[str, Any]:
     return {
         "build-status": status,
         "project-name": world.settings.codebuild_project,
-        "build-id": build.handle.get("build_id", ""),
+        "build-id": build.handle.get("id", ""),
         "additional-information": {"environment": {"environment-variables": [
             {"name": "IMAGE_NAME", "value": image_name, "type": "PLAINTEXT"}]}},
     }
@@ -83,7 +83,7 @@ def task_of(world: World, environment_name: str, server_id: str) -> str:
     server = world.services.store.servers.get(environment_name, server_id)
     assert server is not None
     if server.handle:
-        return server.handle["task_arn"]
+        return server.handle["id"]
     arn, = tasks_of_launch(world, server.launch)
     return arn
 

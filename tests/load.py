@@ -98,7 +98,7 @@ def fill_pool(world: World, environment: str, size: int) -> None:
     for number, launch in enumerate(sorted(launches)):
         for arn in world.ecs.list_tasks(cluster=world.settings.cluster, startedBy=started_by(launch))["taskArns"]:
             url = f"http://10.0.{number % 250}.{len(arn) % 250}:8888/"
-            world.services.servers.apply_event(TaskState({"task_arn": arn}, "running", url=url, launch=launch))
+            world.services.servers.apply_event(TaskState({"id": arn}, "running", url=url, launch=launch))
 
 
 def burst(api: str, environment: str, launches: int, workers: int) -> Burst:

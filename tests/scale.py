@@ -113,7 +113,7 @@ def seed(world: World, pools: int, servers_per_pool: int = 20) -> Fleet:
         def server(state: ServerState, task_arn: str, *, claimed: bool = False) -> Server:
             return Server(environment_name=name, id=new_server_id(), state=state, claimed=claimed,
                           source=staging.source, launch=f"seed{number:04d}", token="t" * 48,
-                          url="http://10.0.0.1:8888/", handle={"task_arn": task_arn}, created_at=now - 1800,
+                          url="http://10.0.0.1:8888/", handle={"id": task_arn}, created_at=now - 1800,
                           claimed_at=now - 600 if claimed else 0, stop_at=now + 3600 if claimed else 0)
 
         def unused_arn() -> str:

@@ -61,7 +61,7 @@ def test_list_tasks_by_started_by_sends_no_other_filter() -> None:
         handles = AwsSpawner(Settings(region=REGION), ecs=ecs).tasks_of("launch-1")
 
         stub.assert_no_pending_responses()
-    assert handles == [{"task_arn": "arn-1"}, {"task_arn": "arn-2"}]
+    assert handles == [{"id": "arn-1"}, {"id": "arn-2"}]
 
 
 def test_a_lost_launch_whose_task_stopped_ends_with_ecs_reason(client: Any, world: World) -> None:
@@ -79,7 +79,7 @@ def test_a_lost_launch_whose_task_stopped_ends_with_ecs_reason(client: Any, worl
     tick(client)
 
     server = world.services.store.servers.get(environment, lost.id)
-    assert server is not None and server.state is ServerState.failed and server.handle == {"task_arn": arn}
+    assert server is not None and server.state is ServerState.failed and server.handle == {"id": arn}
     assert server.reason.startswith("CannotPullContainerError")
 
 

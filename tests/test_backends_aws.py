@@ -135,7 +135,7 @@ def test_missing_image_starts_a_build_of_that_commit(aws: None, settings: Settin
         state = AwsBuilder(settings, codebuild=codebuild, ecr=ecr).start(REQUEST)
         stub.assert_no_pending_responses()
 
-    assert (state.status, state.image, state.handle) == ("pending", image, {"build_id": "binderless-repo2docker:abc"})
+    assert (state.status, state.image, state.handle) == ("pending", image, {"id": "binderless-repo2docker:abc"})
 
 
 def test_missing_ecr_repository_is_a_backend_error_and_builds_nothing(aws: None, settings: Settings) -> None:
@@ -195,7 +195,7 @@ def test_poll_reports_each_build_in_order(settings: Settings) -> None:
         "buildsNotFound": ["b-gone"],
     }
     stub.add_response("batch_get_builds", reply, {"ids": ["b-run", "b-gone", "b-done", "b-bad"]})
-    handles = [{"build_id": "b-run"}, {"build_id": "b-gone"}, {"build_id": "b-done"}, {"build_id": "b-bad"}]
+    handles = [{"id": "b-run"}, {"id": "b-gone"}, {"id": "b-done"}, {"id": "b-bad"}]
 
     with stub:
         states = AwsBuilder(settings, codebuild=codebuild).poll(handles)
@@ -214,7 +214,7 @@ def test_poll_asks_for_at_most_100_builds_a_call(settings: Settings) -> None:
     stub.add_response("batch_get_builds", {"builds": [build(i, "SUCCEEDED") for i in ids[100:]]}, {"ids": ids[100:]})
 
     with stub:
-        states = AwsBuilder(settings, codebuild=codebuild).poll([{"build_id": i} for i in ids])
+        states = AwsBuilder(settings, codebuild=codebuild).poll([{"id": i} for i in ids])
         stub.assert_no_pending_responses()
 
     assert {s.status for s in states} == {"completed"}
@@ -229,7 +229,7 @@ def test_failed_build_event_names_the_phase_and_the_image(settings: Settings) ->
     assert result.image_name == REQUEST.image_name
     assert result.state.status == "failed"
     assert result.state.reason.startswith("BUILD phase failed: COMMAND_EXECUTION_ERROR: Error while executing")
-    assert result.state.handle == {"build_id": detail["build-id"]}
+    assert result.state.handle == {"id": detail["build-id"]}
 
 
 @pytest.mark.parametrize(
@@ -337,7 +337,7 @@ def test_one_runtask_starts_a_batch_with_a_distinct_token_per_server(ecs_setting
 
     assert [one.server_id for one in launched] == ["s-1", "s-2", "s-3"]
     assert not any(one.failure for one in launched)
-    arns = [one.handle["task_arn"] for one in launched]
+    arns = [one.handle["id"] for one in launched]
     tasks = ecs.describe_tasks(cluster="binderless", tasks=arns)["tasks"]
     assert len(tasks) == 3 and {t["startedBy"] for t in tasks} == {started_by("launch-1")}
     (override,) = tasks[0]["overrides"]["containerOverrides"]
@@ -392,7 +392,7 @@ def test_a_task_started_alone_is_given_its_token_itself(ecs_settings: Settings) 
     ecs = boto3.client("ecs", region_name=REGION)
     (one,) = AwsSpawner(ecs_settings, ecs=ecs).start(task_definition(ecs_settings), ["s-1"], "launch-1", "t" * 48)
 
-    (task,) = ecs.describe_tasks(cluster="binderless", tasks=[one.handle["task_arn"]])["tasks"]
+    (task,) = ecs.describe_tasks(cluster="binderless", tasks=[one.handle["id"]])["tasks"]
     (override,) = task["overrides"]["containerOverrides"]
     assert override["command"][1] == f"BINDERLESS_TOKEN={'t' * 48}" and "environment" not in override
     assert one.token == "t" * 48  # known, and saved, before RunTask
@@ -403,7 +403,7 @@ def test_servers_allow_only_the_operators_listed_origins(ecs_settings: Settings)
     listed = ecs_settings.model_copy(update={"cors_origins": ("https://docs.example.org",)})
     (one,) = AwsSpawner(listed, ecs=ecs).start(task_definition(listed), ["s-1"], "launch-1", "t" * 48)
 
-    (task,) = ecs.describe_tasks(cluster="binderless", tasks=[one.handle["task_arn"]])["tasks"]
+    (task,) = ecs.describe_tasks(cluster="binderless", tasks=[one.handle["id"]])["tasks"]
     command = task["overrides"]["containerOverrides"][0]["command"]
     assert command[-1] == r"--ServerApp.allow_origin_pat=^(https://docs\.example\.org)$"
     assert not [argument for argument in command if argument.startswith("--ServerApp.allow_origin=")]
@@ -421,7 +421,7 @@ def test_runtask_failures_leave_the_other_servers_failed(settings: Settings) -> 
     with stub:
         launched = AwsSpawner(settings, ecs=ecs).start({"task_definition": "td"}, ["s-1", "s-2", "s-3"], "l", "k")
 
-    assert launched[0].handle == {"task_arn": arn} and launched[0].token and not launched[0].failure
+    assert launched[0].handle == {"id": arn} and launched[0].token and not launched[0].failure
     assert [(one.server_id, one.failure, one.token) for one in launched[1:]] == [
         ("s-2", "RESOURCE:MEMORY", ""),
         ("s-3", "Capacity is unavailable at this time.", ""),
@@ -452,12 +452,12 @@ def test_describe_follows_a_server_from_running_to_stopped(ecs_settings: Setting
     ecs = boto3.client("ecs", region_name=REGION)
     spawner = AwsSpawner(ecs_settings, ecs=ecs)
     first, second = spawner.start(task_definition(ecs_settings), ["s-1", "s-2"], "l", "k")
-    gone = {"task_arn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/binderless/00000000000000000000000000000000"}
+    gone = {"id": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/binderless/00000000000000000000000000000000"}
 
     spawner.stop(second.handle, "culled after 6 hours")
     running, stopped, missing = spawner.describe([first.handle, second.handle, gone])
 
-    (task,) = ecs.describe_tasks(cluster="binderless", tasks=[first.handle["task_arn"]])["tasks"]
+    (task,) = ecs.describe_tasks(cluster="binderless", tasks=[first.handle["id"]])["tasks"]
     ip = next(d["value"] for d in task["attachments"][0]["details"] if d["name"] == "privateIPv4Address")
     assert (running.status, running.url, running.handle) == ("running", f"http://{ip}:8888/", first.handle)
     assert (stopped.status, stopped.reason) == ("stopped", "culled after 6 hours")
@@ -469,7 +469,7 @@ def test_public_address_is_the_network_interface_public_ip(ecs_settings: Setting
     ec2 = boto3.client("ec2", region_name=REGION)
     spawner = AwsSpawner(settings, ecs=boto3.client("ecs", region_name=REGION), ec2=ec2)
     with_ip, without_ip = spawner.start(task_definition(settings), ["s-1", "s-2"], "l", "k")
-    (task,) = spawner.ecs.describe_tasks(cluster="binderless", tasks=[with_ip.handle["task_arn"]])["tasks"]
+    (task,) = spawner.ecs.describe_tasks(cluster="binderless", tasks=[with_ip.handle["id"]])["tasks"]
     eni = next(d["value"] for d in task["attachments"][0]["details"] if d["name"] == "networkInterfaceId")
     address = ec2.allocate_address(Domain="vpc")
     ec2.associate_address(AllocationId=address["AllocationId"], NetworkInterfaceId=eni)
@@ -498,7 +498,7 @@ def test_stop_reports_real_failures(settings: Settings) -> None:
     stub.add_client_error("stop_task", "AccessDeniedException", "not authorized", http_status_code=403)
 
     with stub, pytest.raises(errors.BackendError, match="StopTask"):
-        AwsSpawner(settings, ecs=ecs).stop({"task_arn": "arn:aws:ecs:us-east-1:1:task/binderless/1"}, "bye")
+        AwsSpawner(settings, ecs=ecs).stop({"id": "arn:aws:ecs:us-east-1:1:task/binderless/1"}, "bye")
 
 
 def test_running_task_event_gives_the_server_url(settings: Settings) -> None:
@@ -509,7 +509,7 @@ def test_running_task_event_gives_the_server_url(settings: Settings) -> None:
 
     assert state is not None
     assert (state.status, state.url) == ("running", "http://10.0.1.139:8888/")
-    assert state.handle == {"task_arn": detail["taskArn"]}
+    assert state.handle == {"id": detail["taskArn"]}
     assert state.launch == "5f0c1a2b3c4d5e6f"  # from startedBy: it finds the server the task is for
 
 

@@ -44,7 +44,7 @@ class Server:
 
     @property
     def pid(self) -> int:
-        return int(self.handle["pid"])
+        return int(self.handle["id"])
 
     def state(self) -> TaskState:
         """What the platform sees: describe() polls ``GET api/status`` with the token."""

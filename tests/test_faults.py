@@ -136,7 +136,7 @@ def test_a_lambda_killed_after_runtask_loses_nothing_its_task_event_records_it(c
     task_event(client, world, task_arn, "RUNNING")  # nothing was written after RunTask, and nothing had to be
 
     (server,) = world.services.store.servers.live(environment)
-    assert server.state.value == "running" and server.handle == {"task_arn": task_arn} and server.location
+    assert server.state.value == "running" and server.handle == {"id": task_arn} and server.location
 
 
 def test_a_lambda_killed_after_runtask_with_its_events_lost_is_found_by_the_schedule(client: Any,
@@ -150,7 +150,7 @@ def test_a_lambda_killed_after_runtask_with_its_events_lost_is_found_by_the_sche
     tick(client)  # no event ever came: the schedule asks ECS what the launch started
 
     (server,) = world.services.store.servers.live(environment)
-    assert server.state.value == "running" and server.handle == {"task_arn": task_arn} and server.location
+    assert server.state.value == "running" and server.handle == {"id": task_arn} and server.location
 
 
 def test_a_task_that_outlives_its_failed_launch_is_stopped_by_its_first_event(client: Any, world: World) -> None:

@@ -179,7 +179,7 @@ def test_the_store_works_on_the_table_the_stack_created(stack: DeployedStack) ->
     assert store.environments.create_staging(staging)
     store.environments.set_pool_size("env", 2)
     servers = [Server(environment_name="env", id=f"s{i}", state=ServerState.starting, claimed=False, launch="l1",
-                      handle={"task_arn": f"arn:aws:ecs:{REGION}:123456789012:task/binderless/t{i}"}, created_at=i)
+                      handle={"id": f"arn:aws:ecs:{REGION}:123456789012:task/binderless/t{i}"}, created_at=i)
                for i in range(2)]
     store.servers.create(servers, due_at=50)
     for server in servers:

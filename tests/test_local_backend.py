@@ -94,7 +94,7 @@ def test_local_backend_wires_the_local_adapters(settings: Settings) -> None:
 
 def build(builder: LocalBuilder, repository: str, sha: str, name: str = "repo-abc") -> BuildState:
     started = builder.start(BuildRequest(name, repository, "HEAD", sha))
-    assert started.status == "pending" and started.handle == {"path": started.image}
+    assert started.status == "pending" and started.handle == {"id": started.image}
     done = wait_for(lambda: next((s for s in builder.poll([started.handle]) if s.status != "pending"), None),
                     timeout=120)
     assert isinstance(done, BuildState)
@@ -108,7 +108,7 @@ def test_build_clones_at_the_commit_and_the_stager_serves_the_checkout(tmp_path:
     builder = LocalBuilder(settings)
     state = build(builder, f"file://{repository}", first)
     assert state.status == "completed", state.reason
-    handle = LocalStager().register(EnvironmentSpec("env", state.image or state.handle["path"], 1024, 2048))
+    handle = LocalStager().register(EnvironmentSpec("env", state.image or state.handle["id"], 1024, 2048))
     assert (Path(handle["path"]) / "notes.md").read_text() == "first\n"  # the commit asked for, not HEAD
     assert handle["python"] == sys.executable  # no requirements.txt: no virtualenv
     again = builder.start(BuildRequest("repo-abc", str(repository), "HEAD", first))
@@ -120,7 +120,7 @@ def test_requirements_get_a_virtualenv_that_still_sees_jupyter(tmp_path: Path, s
     sha = make_repository(repository, {"requirements.txt": "pydantic\n"})  # installed already: no download
     state = build(LocalBuilder(settings), str(repository), sha)
     assert state.status == "completed", state.reason
-    python = LocalStager().register(EnvironmentSpec("env", state.handle["path"], 1024, 2048))["python"]
+    python = LocalStager().register(EnvironmentSpec("env", state.handle["id"], 1024, 2048))["python"]
     assert python != sys.executable and Path(python).parent.parent.name == "venv"
     check = subprocess.run([python, "-c", "import jupyter_server, ipykernel, pydantic"], capture_output=True)
     assert check.returncode == 0, check.stderr
@@ -142,7 +142,7 @@ def test_unknown_commit_fails_at_checkout(tmp_path: Path, settings: Settings) ->
 def test_a_build_without_its_thread_is_reported_interrupted(tmp_path: Path, settings: Settings) -> None:
     (tmp_path / "work" / "builds" / "x").mkdir(parents=True)
     (tmp_path / "work" / "builds" / "x" / "build.json").write_text('{"status": "pending"}')
-    state, = LocalBuilder(settings).poll([{"path": str(tmp_path / "work" / "builds" / "x")}])
+    state, = LocalBuilder(settings).poll([{"id": str(tmp_path / "work" / "builds" / "x")}])
     assert state.status == "failed" and "interrupted" in state.reason
     assert LocalBuilder(settings).from_event({"anything": 1}) is None
 
@@ -175,9 +175,9 @@ def test_a_real_jupyter_server_runs_with_its_token_kept_out_of_argv(tmp_path: Pa
     assert describe(spawner, launched.handle).status in ("starting", "running")
     running = wait_for(lambda: (s := describe(spawner, launched.handle)).status == "running" and s)
     assert isinstance(running, TaskState) and running.url == launched.handle["url"]
-    cmdline = Path(f"/proc/{launched.handle['pid']}/cmdline").read_bytes()
+    cmdline = Path(f"/proc/{launched.handle['id']}/cmdline").read_bytes()
     assert launched.token and launched.token.encode() not in cmdline
-    environ = Path(f"/proc/{launched.handle['pid']}/environ").read_bytes().split(b"\0")
+    environ = Path(f"/proc/{launched.handle['id']}/environ").read_bytes().split(b"\0")
     assert f"JUPYTER_TOKEN={launched.token}".encode() in environ
     assert not [v for v in environ if v.startswith((b"BINDERLESS_", b"AWS_"))]  # notebook users read these
 
@@ -226,7 +226,7 @@ def test_stop_kills_the_whole_process_group_even_what_ignores_sigterm(tmp_path: 
     script = f"(trap '' TERM; exec sleep 300) & echo $! > {tmp_path}/child; wait"
     launched, = spawner.start({"path": str(tmp_path), "python": fake_python(tmp_path, script)}, ["s1"], "l", "k" * 48)
     child = int(wait_for(lambda: (tmp_path / "child").exists() and (tmp_path / "child").read_text().strip()))
-    leader = int(launched.handle["pid"])
+    leader = int(launched.handle["id"])
     assert os.getpgid(child) == leader  # the server leads its own group
     spawner.stop(launched.handle, "deleted")
     wait_for(lambda: not alive(leader) and not alive(child), timeout=10)
@@ -235,7 +235,7 @@ def test_stop_kills_the_whole_process_group_even_what_ignores_sigterm(tmp_path: 
 
 
 def test_unknown_processes_are_stopped_and_never_signalled(spawner: LocalSpawner) -> None:
-    mine = {"pid": str(os.getpid()), "port": "1", "url": "http://127.0.0.1:1/user/x/"}
+    mine = {"id": str(os.getpid()), "port": "1", "url": "http://127.0.0.1:1/user/x/"}
     assert describe(spawner, mine).status == "stopped"  # not started by this spawner: not ours
     spawner.stop(mine, "not ours")  # and must not kill the test run
     assert spawner.from_event({"taskArn": "x"}) is None
@@ -244,7 +244,7 @@ def test_unknown_processes_are_stopped_and_never_signalled(spawner: LocalSpawner
 def test_stop_all_ends_every_server_and_refuses_new_ones(tmp_path: Path, spawner: LocalSpawner) -> None:
     python = fake_python(tmp_path, "trap '' TERM; sleep 300")
     launched = spawner.start({"path": str(tmp_path), "python": python}, ["a", "b", "c"], "l", "k" * 48)
-    pids = [int(server.handle["pid"]) for server in launched]
+    pids = [int(server.handle["id"]) for server in launched]
     assert sorted(spawner.pids()) == sorted(pids)
     spawner.stop_all()
     assert not any(alive(pid) for pid in pids)
@@ -259,7 +259,7 @@ def test_servers_die_with_the_process_that_started_them(tmp_path: Path) -> None:
             f"s = LocalSpawner(Settings(backend='local', local_dir={str(tmp_path)!r})); "
             f"environment = {{'path': {str(tmp_path)!r}, 'python': {fake_python(tmp_path, 'sleep 300')!r}}}; "
             "h, = s.start(environment, ['x'], 'l', 'k'); "
-            "print(h.handle['pid'], flush=True); time.sleep(300)")
+            "print(h.handle['id'], flush=True); time.sleep(300)")
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert parent.stdout is not None
     server = int(parent.stdout.readline())
@@ -275,7 +275,7 @@ def test_tasks_of_a_launch_are_what_one_start_call_started_and_still_runs(tmp_pa
     lost = spawner.start({"path": str(tmp_path), "python": python}, ["a", "b"], "launch-1", "k" * 48)
     kept, = spawner.start({"path": str(tmp_path), "python": python}, ["c"], "launch-2", "k" * 48)
 
-    assert sorted(h["pid"] for h in spawner.tasks_of("launch-1")) == sorted(s.handle["pid"] for s in lost)
+    assert sorted(h["id"] for h in spawner.tasks_of("launch-1")) == sorted(s.handle["id"] for s in lost)
     assert spawner.tasks_of("launch-2") == [kept.handle]
     assert kept.token == "k" * 48  # started alone: the key is its token
     assert spawner.token_for("", lost[0].handle) == lost[0].token

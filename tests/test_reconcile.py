@@ -109,7 +109,7 @@ def test_a_pooled_server_that_dies_unseen_is_replaced(client: Any, world: World)
     resize(client, environment, 2)
     run_all_starting(client, world, environment)
     victim = next(world.services.store.servers.live(environment))
-    set_task_status(world, victim.handle["task_arn"], "STOPPED")  # crashed; the event was lost
+    set_task_status(world, victim.handle["id"], "STOPPED")  # crashed; the event was lost
 
     world.clock.advance(world.settings.starting_timeout)
     tick(client)
@@ -196,7 +196,7 @@ def test_sibling_events_that_pick_the_same_server_each_get_one(client: Any, worl
 
     task_event(client, world, second, "RUNNING")
 
-    recorded = {s.handle["task_arn"]: s.id for s in world.services.store.servers.live(environment)}
+    recorded = {s.handle["id"]: s.id for s in world.services.store.servers.live(environment)}
     assert set(recorded) == {first, second} and len(set(recorded.values())) == 2
     assert pool_of(client, world, environment)["available"] == 2
 
@@ -263,7 +263,7 @@ def test_where_the_launch_records_its_own_starts_the_schedule_never_puts_a_sibli
     now = world.clock()
     batch = [lifecycle._new(staging, now, False, "launch00000001", "k" * 48, solo=False) for _ in range(2)]
     world.services.store.servers.create(batch, due_at=now)
-    first = {"pid": "101", "url": f"http://127.0.0.1:9/user/{batch[0].id}/"}
+    first = {"id": "101", "url": f"http://127.0.0.1:9/user/{batch[0].id}/"}
 
     class RecordsItsOwnStarts:
         records_from_events = False

@@ -84,5 +84,5 @@ def test_each_event_of_a_batch_records_its_own_task_in_two_calls(client: Any, wo
             {"Query": 1, "TransactWriteItems": 1})  # the server moves from starting to available: a counter too
 
     servers = list(world.services.store.servers.live(environment))
-    assert sorted(s.handle["task_arn"] for s in servers) == sorted(d["taskArn"] for d in details)
+    assert sorted(s.handle["id"] for s in servers) == sorted(d["taskArn"] for d in details)
     assert {s.state.value for s in servers} == {"available"} and len({s.token for s in servers}) == 3

@@ -112,9 +112,9 @@ def test_describe_waits_for_the_health_check(client: Any, world: World) -> None:
     spawner = world.services.servers.spawner
 
     set_health(world, arn, "UNKNOWN")
-    assert spawner.describe([{"task_arn": arn}])[0].status == "starting"
+    assert spawner.describe([{"id": arn}])[0].status == "starting"
     set_health(world, arn, "HEALTHY")
-    assert spawner.describe([{"task_arn": arn}])[0].status == "running"
+    assert spawner.describe([{"id": arn}])[0].status == "running"
 
 
 # --- what users see ----------------------------------------------------------------------------

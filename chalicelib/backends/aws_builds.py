@@ -93,7 +93,7 @@ class AwsBuilder:
                     {"name": name, "value": value, "type": "PLAINTEXT"} for name, value in variables.items()
                 ],
             )
-        return BuildState("pending", image=image, handle={"build_id": reply["build"]["id"]})
+        return BuildState("pending", image=image, handle={"id": reply["build"]["id"]})
 
     def _image_exists(self, image_name: str) -> bool:
         with aws_errors("ECR DescribeImages"):
@@ -108,13 +108,13 @@ class AwsBuilder:
         return True
 
     def poll(self, handles: Sequence[Handle]) -> list[BuildState]:
-        ids = [handle["build_id"] for handle in handles if handle.get("build_id")]
+        ids = [handle["id"] for handle in handles if handle.get("id")]
         found: dict[str, BuildTypeDef] = {}
         for batch in chunks(ids, 100):
             with aws_errors("CodeBuild BatchGetBuilds"):
                 reply = self.codebuild.batch_get_builds(ids=list(batch))
             found.update((build["id"], build) for build in reply.get("builds", []))
-        return [self._state_of(found.get(handle.get("build_id", "")), handle) for handle in handles]
+        return [self._state_of(found.get(handle.get("id", "")), handle) for handle in handles]
 
     def _state_of(self, build: BuildTypeDef | None, handle: Handle) -> BuildState:
         if build is None:
@@ -135,7 +135,7 @@ class AwsBuilder:
         status = BUILD_STATUS.get(build_status, "pending")
         reason = failure_reason(build_status, phases) if status == "failed" else ""
         image = self.image_uri(image_name) if image_name else ""
-        return BuildState(status, image=image, reason=reason, handle={"build_id": build_id})
+        return BuildState(status, image=image, reason=reason, handle={"id": build_id})
 
     def from_event(self, detail: Mapping[str, Any]) -> BuildEvent | None:
         """Translate an EventBridge "CodeBuild Build State Change" detail."""

@@ -195,7 +195,7 @@ class AwsSpawner:
         tasks, failures = reply.get("tasks", []), reply.get("failures", [])
         launched = [
             Launched(server_id, token=key if solo else token_for(key, task["taskArn"]),
-                     handle={"task_arn": task["taskArn"]})
+                     handle={"id": task["taskArn"]})
             for server_id, task in zip(server_ids, tasks, strict=False)  # fewer tasks when some failed
         ]
         for index, server_id in enumerate(server_ids[len(tasks) :]):
@@ -205,7 +205,7 @@ class AwsSpawner:
         return launched
 
     def token_for(self, key: str, handle: Handle) -> str:
-        return token_for(key, handle["task_arn"])
+        return token_for(key, handle["id"])
 
     def _awsvpc(self) -> AwsVpcConfigurationTypeDef:
         config: AwsVpcConfigurationTypeDef = {
@@ -230,17 +230,17 @@ class AwsSpawner:
                 if token:
                     request["nextToken"] = token
                 page = self.ecs.list_tasks(**request)
-                handles.extend({"task_arn": arn} for arn in page.get("taskArns", []))
+                handles.extend({"id": arn} for arn in page.get("taskArns", []))
                 token = page.get("nextToken", "")
                 if not token:
                     return handles
 
     def stop(self, handle: Handle, reason: str) -> None:
-        if not handle.get("task_arn"):
+        if not handle.get("id"):
             return
         with aws_errors("ECS StopTask"):
             try:
-                self.ecs.stop_task(cluster=self.settings.cluster, task=handle["task_arn"], reason=reason[:255])
+                self.ecs.stop_task(cluster=self.settings.cluster, task=handle["id"], reason=reason[:255])
             except Exception as exc:
                 if not self._already_gone(exc):
                     raise
@@ -254,7 +254,7 @@ class AwsSpawner:
         )
 
     def describe(self, handles: Sequence[Handle]) -> list[TaskState]:
-        arns = [handle["task_arn"] for handle in handles if handle.get("task_arn")]
+        arns = [handle["id"] for handle in handles if handle.get("id")]
         found: dict[str, Mapping[str, Any]] = {}
         for batch in chunks(arns, 100):
             with aws_errors("ECS DescribeTasks"):
@@ -264,7 +264,7 @@ class AwsSpawner:
         public_ips = self._public_ips(list(found.values()))
         states = []
         for handle in handles:
-            task = found.get(task_id(handle.get("task_arn", "")))
+            task = found.get(task_id(handle.get("id", "")))
             if task is None:
                 states.append(TaskState(dict(handle), "stopped", reason="task not found"))
             else:
@@ -280,7 +280,7 @@ class AwsSpawner:
         started = str(detail.get("startedBy", ""))
         if not (started == STARTED_BY or launch_of(started)) or not detail.get("taskArn"):
             return None
-        state = self._state(detail, {"task_arn": str(detail["taskArn"])}, self._public_ips([detail]))
+        state = self._state(detail, {"id": str(detail["taskArn"])}, self._public_ips([detail]))
         return replace(state, launch=launch_of(str(detail["startedBy"])))
 
     def _state(self, task: Mapping[str, Any], handle: Handle, public_ips: Mapping[str, str]) -> TaskState:

@@ -1,8 +1,11 @@
 """Ports: what the services need from a build system, a container platform and git hosting.
 
 Shaped like BinderHub's BuildExecutor and JupyterHub's Spawner: a small lifecycle
-(start / stop / describe) that returns an opaque, JSON-able ``handle`` the store saves
-(a CodeBuild id, a task ARN, a pid). Adapters live beside this file: ``aws`` and ``local``.
+(start / stop / describe) that returns an opaque, JSON-able ``handle`` the store saves. Only the
+adapter that made a handle looks inside it (JupyterHub's spawner state is "a black box" to the hub);
+everyone else knows one thing of it, its ``id`` (``handle_id``): the adapter's own name for the build
+or task (a CodeBuild id, a task ARN, a pid), which services compare and the store indexes.
+Adapters live beside this file: ``aws`` and ``local``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Protocol, Sequence
 
 Handle = dict[str, str]
+HANDLE_ID = "id"  # every handle's neutral key; the rest of a handle is its adapter's own
 BuildStatus = Literal["pending", "completed", "failed"]
 TaskStatus = Literal["starting", "running", "stopped"]
 
@@ -138,3 +142,8 @@ class Spawner(Protocol):
 
     def from_event(self, detail: Mapping[str, Any]) -> TaskState | None:
         """Translate a platform event about a task, or None if it is not ours."""
+
+
+def handle_id(handle: Mapping[str, str]) -> str:
+    """The build or task ``handle`` names ("" for none yet): all that is not the adapter's to read."""
+    return handle.get(HANDLE_ID, "")

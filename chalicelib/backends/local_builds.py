@@ -99,7 +99,7 @@ class LocalBuilder:
 
     def start(self, request: BuildRequest) -> BuildState:
         build_dir = self._build_dir(request.image_name)
-        handle = {"path": str(build_dir)}
+        handle = {"id": str(build_dir)}
         record = read_record(build_dir)
         if record and record.get("status") == "completed":
             return BuildState("completed", image=str(build_dir), handle=handle)
@@ -125,10 +125,10 @@ class LocalBuilder:
         return self.root / image_name
 
     def poll(self, handles: Sequence[Handle]) -> list[BuildState]:
-        return [self._state(Path(handle.get("path", ""))) for handle in handles]
+        return [self._state(Path(handle.get("id", ""))) for handle in handles]
 
     def _state(self, build_dir: Path) -> BuildState:
-        handle = {"path": str(build_dir)}
+        handle = {"id": str(build_dir)}
         with self._lock:  # first: a build thread writes its last record before it leaves _running
             if build_dir in self._running:
                 return BuildState("pending", image=str(build_dir), handle=handle)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import re
 import secrets
@@ -23,12 +24,12 @@ import time
 import urllib.request
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from chalicelib import errors
-from chalicelib.backends.base import EnvironmentSpec, Handle, Launched, TaskState
+from chalicelib.backends.base import EnvironmentSpec, Handle, Launched, TaskState, handle_id
 from chalicelib.backends.culling import SERVE, culling_arguments
 from chalicelib.backends.local_builds import read_record
 from chalicelib.backends.local_common import public_environment, work_dir
@@ -38,8 +39,11 @@ from chalicelib.config import Settings
 HOST = "127.0.0.1"
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL: jupyter shuts its kernels down on SIGTERM
 CHECK_TIMEOUT = 1.0
+READY_POLL = 0.05  # seconds between a starting server's readiness checks: its event is this late at most
+DELIVERY_TRIES = 100  # an event its launch has not saved the handle for yet is told again READY_POLL later
 PR_SET_PDEATHSIG = 1
 SERVER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+log = logging.getLogger(__name__)
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # a proxy cannot reach 127.0.0.1
 
 
@@ -72,7 +76,7 @@ class Process:
 
     @property
     def handle(self) -> Handle:
-        return {"pid": str(self.popen.pid), "port": str(self.port), "url": self.url}
+        return {"id": str(self.popen.pid), "port": str(self.port), "url": self.url}
 
     def watch(self) -> None:
         threading.Thread(target=self._reap, name=f"reap-{self.popen.pid}", daemon=True).start()
@@ -137,6 +141,14 @@ class LocalSpawner:
         # request: every fork happens in this one long-lived thread instead.
         self._launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-spawner")
         self._preexec = _parent_death_signal()
+        self._on_event: Callable[[TaskState], object] | None = None
+
+    def subscribe(self, on_event: Callable[[TaskState], object]) -> None:
+        """Local events, as ECS sends them on AWS: ``on_event`` hears of a server the moment it answers
+        and the moment its process exits (``ServerLifecycle.apply_event``; it returns None for a server
+        whose launch has not saved its handle yet, and is told again). The schedule still describes
+        every server on its tick, so an event that is lost costs a tick, not a server."""
+        self._on_event = on_event
 
     def start(self, environment: Handle, server_ids: Sequence[str], launch: str, key: str) -> list[Launched]:
         if not 0 < len(server_ids) <= self.max_batch:
@@ -147,7 +159,7 @@ class LocalSpawner:
     def token_for(self, key: str, handle: Handle) -> str:
         """Local tokens are random and saved from ``start``'s results; a batch key is not needed."""
         with self._lock:
-            process = self._processes.get(handle.get("pid", ""))
+            process = self._processes.get(handle.get("id", ""))
         return process.token if process else ""
 
     def tasks_of(self, launch: str) -> list[Handle]:
@@ -182,6 +194,8 @@ class LocalSpawner:
             process = Process(popen, token, url, port, launch)
             process.watch()
             self._processes[str(popen.pid)] = process
+        if self._on_event is not None:
+            threading.Thread(target=self._report, args=(process,), name=f"report-{popen.pid}", daemon=True).start()
         return Launched(server_id, token=token, handle=process.handle)
 
     def _unused_port(self) -> int:
@@ -207,7 +221,7 @@ class LocalSpawner:
 
     def _describe_one(self, handle: Handle) -> TaskState:
         with self._lock:
-            process = self._processes.get(handle.get("pid", ""))
+            process = self._processes.get(handle.get("id", ""))
         if process is None:
             return TaskState(handle, "stopped", reason="the server process is gone (local mode restarted?)")
         if process.exited.is_set():
@@ -216,6 +230,27 @@ class LocalSpawner:
         if self._answers(process):
             return TaskState(handle, "running", url=process.url)
         return TaskState(handle, "starting")
+
+    def _report(self, process: Process) -> None:
+        """Tell of ``process`` when it first answers, then when it exits."""
+        while not process.exited.wait(READY_POLL):
+            if self._answers(process):
+                self._tell(TaskState(process.handle, "running", url=process.url, launch=process.launch))
+                break
+        process.exited.wait()
+        self._tell(replace(self._describe_one(process.handle), launch=process.launch))
+
+    def _tell(self, task: TaskState) -> None:
+        for _ in range(DELIVERY_TRIES):
+            if self._on_event is None or self._closed:
+                return
+            try:
+                if self._on_event(task) is not None:
+                    return
+            except Exception:  # noqa: BLE001 (a thread of its own: the schedule's describe() is the fallback)
+                log.warning("could not apply the event of server process %s", handle_id(task.handle), exc_info=True)
+                return
+            time.sleep(READY_POLL)
 
     def _answers(self, process: Process) -> bool:
         request = urllib.request.Request(process.url + "api/status",  # noqa: S310 (our own http URL)
@@ -228,14 +263,14 @@ class LocalSpawner:
 
     def stop(self, handle: Handle, reason: str) -> None:
         with self._lock:
-            process = self._processes.get(handle.get("pid", ""))
+            process = self._processes.get(handle.get("id", ""))
         if process is not None and not process.exited.is_set():
             process.signal_group(signal.SIGTERM)
             # Not waiting here: stop() runs in an API request, and the grace period is seconds.
             threading.Thread(target=process.end, args=(self.grace,), daemon=True).start()
 
     def from_event(self, detail: Mapping[str, Any]) -> TaskState | None:
-        return None  # processes send no events; the schedule's describe() notices every change
+        return None  # no platform events: the spawner tells its subscriber itself (subscribe)
 
     def stop_all(self) -> None:
         """End every server this spawner started (local mode is stopping); later starts fail."""

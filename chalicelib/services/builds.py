@@ -7,7 +7,7 @@ import logging
 import re
 from typing import Callable
 
-from chalicelib.backends.base import Builder, BuildEvent, BuildRequest, BuildState, RefResolver
+from chalicelib.backends.base import Builder, BuildEvent, BuildRequest, BuildState, RefResolver, handle_id
 from chalicelib.config import Settings
 from chalicelib.errors import BinderError, Conflict, NotFound
 from chalicelib.models import Build, BuildCreate, BuildStatus, ImageRegister
@@ -135,7 +135,7 @@ class BuildService:
         build = self.store.builds.get(event.image_name)
         if build is None or build.status is not BuildStatus.pending or event.state.status == "pending":
             return None
-        if build.handle.get("build_id") != event.state.handle.get("build_id"):
+        if handle_id(build.handle) != handle_id(event.state.handle):
             return None  # an event about an earlier attempt at this image
         try:
             return self._record(build, BuildState(event.state.status, image=build.image, reason=event.state.reason,

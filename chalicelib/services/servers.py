@@ -15,7 +15,7 @@ import secrets
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
-from chalicelib.backends.base import Launched, Spawner, TaskState
+from chalicelib.backends.base import Launched, Spawner, TaskState, handle_id
 from chalicelib.config import Settings
 from chalicelib.errors import BinderError
 from chalicelib.models import LIVE_STATES, Server, ServerState, Staging
@@ -35,7 +35,7 @@ def _pick(servers: Sequence[Server], task: TaskState) -> Server:
     """The unrecorded server a task goes to: spread by task id, so that the events of sibling
     tasks arriving together mostly pick different servers."""
     ordered = sorted(servers, key=lambda s: s.id)
-    digest = hashlib.sha256(task.handle.get("task_arn", "").encode()).digest()
+    digest = hashlib.sha256(handle_id(task.handle).encode()).digest()
     return ordered[int.from_bytes(digest[:8], "big") % len(ordered)]
 
 
@@ -183,15 +183,17 @@ class ServerLifecycle:
         them idempotently. The first one about a task records it on a server of its launch."""
         if not task.launch:
             return None  # not started by this version of binderless
-        arn = task.handle.get("task_arn", "")
+        task_id = handle_id(task.handle)
         servers = self.store.servers.of_launch(task.launch)
-        server = next((s for s in servers if s.handle.get("task_arn") == arn), None)
+        server = next((s for s in servers if handle_id(s.handle) == task_id), None)
         if server:
             try:
                 return self.apply(server, task)
             except ConditionFailed:
                 fresh = self.store.servers.get(server.environment_name, server.id)  # the index lagged
                 return self.apply(fresh, task) if fresh else None
+        if not self.spawner.records_from_events:
+            return None  # its start saves the handle, and has not yet: the spawner tells again
         unrecorded = [s for s in servers if not s.handle and s.state in LIVE_STATES]
         for _ in range(RECORD_TRIES):
             if not unrecorded:
@@ -203,7 +205,7 @@ class ServerLifecycle:
                 # A sibling's event recorded it, this event came twice, or the server was deleted.
                 unrecorded.remove(candidate)
                 fresh = self.store.servers.get(candidate.environment_name, candidate.id)
-                if fresh and fresh.handle.get("task_arn") == arn:
+                if fresh and handle_id(fresh.handle) == task_id:
                     return self.apply(fresh, task)
                 if fresh and not fresh.handle and fresh.state in LIVE_STATES:
                     unrecorded.append(fresh)
@@ -212,7 +214,7 @@ class ServerLifecycle:
             self.spawner.stop(task.handle, "its server ended before it started")
         elif task.status != "stopped":
             # Its server is not in the index yet (it lags a moment): a later event, or the schedule, records it.
-            log.info("no server of launch %s to record task %s on yet", task.launch, arn)
+            log.info("no server of launch %s to record task %s on yet", task.launch, task_id)
         return None
 
     def reconcile(self, servers: Sequence[Server]) -> None:

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
+from chalicelib.backends.base import handle_id
 from chalicelib.models import LIVE_STATES, SERVER_TRANSITIONS, Server, ServerState, Staging
 from chalicelib.store.counters import Counted, Quotas, quota_error, server_counts
 from chalicelib.store.dynamo import ConditionFailed, Dynamo, assignments, serialize, values
@@ -46,7 +47,7 @@ def _index_attributes(server: Server, due_at: int | None, expires_at: int | None
     return {
         "avail_env": server.environment_name if server.state is ServerState.available else None,
         "launch": server.launch or None,  # the by-launch index: an empty string cannot be a key
-        "task_arn": server.handle.get("task_arn") or None,  # present once the task is recorded
+        "task_id": handle_id(server.handle) or None,  # present once the task is recorded
         "kind_pk": DUE_SERVER if due_at is not None else None,
         "kind_sk": due_key(due_at) if due_at is not None else None,
         "expires_at": expires_at,
@@ -158,7 +159,7 @@ class ServerStore:
         expression = f"SET {sets}" + (f" REMOVE {', '.join(removed)}" if removed else "")
         condition = "#was = :was AND #claimed_was = :claimed_was"
         if unbound:
-            condition += " AND attribute_not_exists(task_arn)"
+            condition += " AND attribute_not_exists(task_id)"
         return self.db.update_args(
             *_key(server), expression, condition=condition,
             names=names | {"#was": "state", "#claimed_was": "claimed"},
