@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
 
 from chalicelib.catalog import ServiceRequest
 from chalicelib.limits import CPU_FORMS, CPU_TEXT_PATTERN, MEMORY_FORMS, MEMORY_TEXT_PATTERN
 from chalicelib.repository_urls import MAX_URL_LENGTH
+from chalicelib.statuses import BuildStatus as BuildStatus  # re-exported: the domain types in one place
+from chalicelib.statuses import StagingStatus as StagingStatus
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 SERVER_ID_PATTERN = r"^[0-9a-f]{32}$"  # services.servers.new_server_id: 128 random bits in hex
@@ -81,10 +83,14 @@ class PoolSize(Request):
     size: StrictInt = Field(ge=0, validation_alias=AliasChoices("size", "minPool"))
 
 
-class BuildStatus(StrEnum):
-    pending = "pending"
-    completed = "completed"
-    failed = "failed"
+class IllegalTransition(Exception):
+    """A state change the state machine forbids: a bug in the caller, never a lost race (that is
+    ``ConditionFailed``, which callers may retry or re-read after)."""
+
+
+def check_transition(kind: str, current: StrEnum, to: StrEnum, allowed: Mapping[Any, frozenset[Any]]) -> None:
+    if to is not current and to not in allowed[current]:
+        raise IllegalTransition(f"{kind} {current.value} -> {to.value}")
 
 
 BUILD_TRANSITIONS: dict[BuildStatus, frozenset[BuildStatus]] = {
@@ -142,7 +148,7 @@ class Staging(BaseModel):
     cpu: int
     memory: int
     services: list[dict[str, Any]] = Field(default_factory=list)
-    status: BuildStatus = BuildStatus.pending
+    status: StagingStatus = StagingStatus.pending
     reason: str = ""
     handle: dict[str, str] = Field(default_factory=dict)
     created_at: int = 0

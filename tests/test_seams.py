@@ -5,6 +5,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.backends import base
+from chalicelib.backends.base import BuildState
+from chalicelib.models import BuildStatus, IllegalTransition, ServerState, StagingStatus
+from chalicelib.store.dynamo import ConditionFailed
+from tests.conftest import World, auth, body
+from tests.helpers import staged
 
 CHALICELIB = Path(__file__).resolve().parent.parent / "chalicelib"
 ADAPTERS = CHALICELIB / "backends"
@@ -25,3 +35,23 @@ def test_the_pattern_catches_the_reads_it_forbids() -> None:
     for read in ('arn = task.handle["task_arn"]', 'server.handle.get("pid", "")', "for k in handle.keys():"):
         assert LOOKS_INSIDE.search(read), read
     assert not LOOKS_INSIDE.search("task_id = handle_id(task.handle)")
+
+
+def test_a_forbidden_state_change_is_a_bug_not_a_lost_race(client: Any, world: World) -> None:
+    environment = staged(client, world)
+    launched = client.http.post(f"/deployments/{environment}", headers=auth())
+    server = world.services.store.servers.get(environment, body(launched)["id"])
+    assert server is not None and server.state is ServerState.starting
+    ended = server.model_copy(update={"state": ServerState.stopped})  # a caller that thinks it has ended
+    with pytest.raises(IllegalTransition, match="server stopped -> running") as raised:
+        world.services.store.servers.transition(ended, ServerState.running)  # an ended server never runs again
+    assert not isinstance(raised.value, ConditionFailed)  # callers retry a ConditionFailed; this they must not
+    assert world.services.store.servers.get(environment, server.id) == server  # and nothing was written
+
+
+def test_each_resource_has_one_status_type(client: Any, world: World) -> None:
+    environment = staged(client, world)
+    staging = world.services.stagings.get(environment)
+    assert type(staging.status) is StagingStatus and staging.status is StagingStatus.completed
+    assert BuildState("pending").status is BuildStatus.pending  # what a Builder reports is the store's type
+    assert not hasattr(base, "BuildStatus") or base.BuildStatus is BuildStatus

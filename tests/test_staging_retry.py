@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.models import BuildStatus, Staging, StagingCreate
+from chalicelib.models import Staging, StagingCreate, StagingStatus
 from chalicelib.services.stagings import STALE_PENDING_STAGING
 from tests.conftest import World, auth, body
 from tests.helpers import built_image
@@ -133,17 +133,17 @@ def test_a_post_while_a_retry_registers_leaves_it_to_that_retry(client: Any, wor
     assert stage(client, image_name).status_code == 200
 
     (concurrent, created), = during
-    assert concurrent.status is BuildStatus.pending and not created
+    assert concurrent.status is StagingStatus.pending and not created
     assert status(client) == {"status": "completed"} and len(revisions(world)) == 1
 
 
-@pytest.mark.parametrize("status_", [BuildStatus.failed, BuildStatus.pending])
-def test_of_two_retries_of_the_same_staging_exactly_one_moves_it(world: World, status_: BuildStatus) -> None:
+@pytest.mark.parametrize("status_", [StagingStatus.failed, StagingStatus.pending])
+def test_of_two_retries_of_the_same_staging_exactly_one_moves_it(world: World, status_: StagingStatus) -> None:
     environments = world.services.store.environments
     staging = Staging(environment_name="e", image_name="i", image="repo:i", cpu=512, memory=1024,
                       created_at=100, attempted_at=100)
     assert environments.create_staging(staging)
-    if status_ is BuildStatus.failed:
+    if status_ is StagingStatus.failed:
         staging = environments.finish_staging(staging, status="failed", reason="throttled")
     read_by_both = environments.get_staging("e")
     assert read_by_both is not None and read_by_both.status is status_
@@ -153,7 +153,7 @@ def test_of_two_retries_of_the_same_staging_exactly_one_moves_it(world: World, s
                for _ in range(2)]
 
     winner, loser = results
-    assert winner is not None and winner.status is BuildStatus.pending and winner.attempted_at == now
+    assert winner is not None and winner.status is StagingStatus.pending and winner.attempted_at == now
     assert winner.reason == "" and loser is None
 
 
@@ -167,9 +167,9 @@ def test_a_superseded_attempt_does_not_record_its_outcome(world: World) -> None:
 
     late = environments.finish_staging(first, status="completed", handle={"task_definition": "old"})
 
-    assert late.status is BuildStatus.pending and late.handle == {}
+    assert late.status is StagingStatus.pending and late.handle == {}
     done = environments.finish_staging(retry, status="completed", handle={"task_definition": "new"})
-    assert done.status is BuildStatus.completed and done.handle == {"task_definition": "new"}
+    assert done.status is StagingStatus.completed and done.handle == {"task_definition": "new"}
 
 
 def test_a_staging_saved_before_attempts_were_recorded_is_retried_by_its_age(world: World) -> None:
@@ -181,4 +181,4 @@ def test_a_staging_saved_before_attempts_were_recorded_is_retried_by_its_age(wor
     assert environments.retry_staging(old, now=150, stale_before=150 - STALE_PENDING_STAGING) is None
     retried = environments.retry_staging(old, now=1000, stale_before=1000 - STALE_PENDING_STAGING)
     assert retried is not None and retried.attempted_at == 1000
-    assert environments.finish_staging(retried, status="completed").status is BuildStatus.completed
+    assert environments.finish_staging(retried, status="completed").status is StagingStatus.completed

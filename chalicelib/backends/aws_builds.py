@@ -12,8 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.backends.aws_common import aws_errors, chunks, error_code
-from chalicelib.backends.base import BuildEvent, BuildRequest, BuildState, BuildStatus, Handle
+from chalicelib.backends.base import BuildEvent, BuildRequest, BuildState, Handle
 from chalicelib.config import Settings
+from chalicelib.lazy_clients import LazyClient
+from chalicelib.models import BuildStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_codebuild import CodeBuildClient
@@ -22,12 +24,12 @@ if TYPE_CHECKING:
 
 # CodeBuild build statuses (API buildStatus and the event's build-status use the same words).
 BUILD_STATUS: dict[str, BuildStatus] = {
-    "IN_PROGRESS": "pending",
-    "SUCCEEDED": "completed",
-    "FAILED": "failed",
-    "FAULT": "failed",
-    "STOPPED": "failed",
-    "TIMED_OUT": "failed",
+    "IN_PROGRESS": BuildStatus.pending,
+    "SUCCEEDED": BuildStatus.completed,
+    "FAILED": BuildStatus.failed,
+    "FAULT": BuildStatus.failed,
+    "STOPPED": BuildStatus.failed,
+    "TIMED_OUT": BuildStatus.failed,
 }
 NOT_FOUND = "build record not found"
 
@@ -56,21 +58,8 @@ class AwsBuilder:
         self._codebuild = codebuild
         self._ecr = ecr
 
-    @property
-    def codebuild(self) -> CodeBuildClient:
-        if self._codebuild is None:
-            import boto3
-
-            self._codebuild = boto3.client("codebuild", region_name=self.settings.region)
-        return self._codebuild
-
-    @property
-    def ecr(self) -> ECRClient:
-        if self._ecr is None:
-            import boto3
-
-            self._ecr = boto3.client("ecr", region_name=self.settings.region)
-        return self._ecr
+    codebuild: LazyClient[CodeBuildClient] = LazyClient("codebuild")
+    ecr: LazyClient[ECRClient] = LazyClient("ecr")
 
     def image_uri(self, image_name: str) -> str:
         return f"{self.settings.ecr_repository_uri}:{image_name}"
@@ -78,7 +67,7 @@ class AwsBuilder:
     def start(self, request: BuildRequest) -> BuildState:
         image = self.image_uri(request.image_name)
         if self._image_exists(request.image_name):
-            return BuildState("completed", image=image)
+            return BuildState(BuildStatus.completed, image=image)
         variables = {
             "REPOSITORY": request.repository,
             "REF": request.ref,
@@ -93,7 +82,7 @@ class AwsBuilder:
                     {"name": name, "value": value, "type": "PLAINTEXT"} for name, value in variables.items()
                 ],
             )
-        return BuildState("pending", image=image, handle={"id": reply["build"]["id"]})
+        return BuildState(BuildStatus.pending, image=image, handle={"id": reply["build"]["id"]})
 
     def _image_exists(self, image_name: str) -> bool:
         with aws_errors("ECR DescribeImages"):
@@ -118,7 +107,7 @@ class AwsBuilder:
 
     def _state_of(self, build: BuildTypeDef | None, handle: Handle) -> BuildState:
         if build is None:
-            return BuildState("failed", reason=NOT_FOUND, handle=dict(handle))
+            return BuildState(BuildStatus.failed, reason=NOT_FOUND, handle=dict(handle))
         phases = [
             (
                 str(p.get("phaseType", "")),
@@ -132,8 +121,8 @@ class AwsBuilder:
 
     def _state(self, build_status: str, phases: Sequence[Phase], image_name: str, build_id: str) -> BuildState:
         # An unknown status is treated as still running: the schedule polls again later.
-        status = BUILD_STATUS.get(build_status, "pending")
-        reason = failure_reason(build_status, phases) if status == "failed" else ""
+        status = BUILD_STATUS.get(build_status, BuildStatus.pending)
+        reason = failure_reason(build_status, phases) if status is BuildStatus.failed else ""
         image = self.image_uri(image_name) if image_name else ""
         return BuildState(status, image=image, reason=reason, handle={"id": build_id})
 

@@ -1,4 +1,4 @@
-"""What the AWS adapters share: error mapping, lazy clients, batching."""
+"""What the AWS adapters share: error mapping and batching (their lazy clients: chalicelib.lazy_clients)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from chalicelib.backends.aws_tasks import NOTEBOOK, STARTED_BY, ecs_tag
 from chalicelib.backends.base import EnvironmentSpec, Handle, Sidecar
 from chalicelib.backends.bootstrap import ENTRY_POINT, health_check_command
 from chalicelib.config import Settings
+from chalicelib.lazy_clients import LazyClient
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -38,13 +39,7 @@ class AwsStager:
         self.settings = settings
         self._ecs = ecs
 
-    @property
-    def ecs(self) -> ECSClient:
-        if self._ecs is None:
-            import boto3
-
-            self._ecs = boto3.client("ecs", region_name=self.settings.region)
-        return self._ecs
+    ecs: LazyClient[ECSClient] = LazyClient("ecs")
 
     def register(self, spec: EnvironmentSpec) -> Handle:
         cpu = spec.cpu - sum(sidecar.cpu for sidecar in spec.sidecars)

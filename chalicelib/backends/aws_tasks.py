@@ -43,6 +43,7 @@ from chalicelib.backends.bootstrap import bootstrap_command, secret_argument, to
 from chalicelib.backends.culling import culling_arguments
 from chalicelib.backends.server_origins import allow_origin_arguments
 from chalicelib.config import Settings
+from chalicelib.lazy_clients import LazyClient
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -151,21 +152,8 @@ class AwsSpawner:
         self._ecs = ecs
         self._ec2 = ec2
 
-    @property
-    def ecs(self) -> ECSClient:
-        if self._ecs is None:
-            import boto3
-
-            self._ecs = boto3.client("ecs", region_name=self.settings.region)
-        return self._ecs
-
-    @property
-    def ec2(self) -> EC2Client:
-        if self._ec2 is None:
-            import boto3
-
-            self._ec2 = boto3.client("ec2", region_name=self.settings.region)
-        return self._ec2
+    ecs: LazyClient[ECSClient] = LazyClient("ecs")
+    ec2: LazyClient[EC2Client] = LazyClient("ec2")
 
     def start(self, environment: Handle, server_ids: Sequence[str], launch: str, key: str) -> list[Launched]:
         if not 0 < len(server_ids) <= self.max_batch:

@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Protocol, Sequence
 
+from chalicelib.statuses import BuildStatus
+
 Handle = dict[str, str]
 HANDLE_ID = "id"  # every handle's neutral key; the rest of a handle is its adapter's own
-BuildStatus = Literal["pending", "completed", "failed"]
 TaskStatus = Literal["starting", "running", "stopped"]
 
 
@@ -35,6 +36,9 @@ class BuildState:
     image: str = ""
     reason: str = ""
     handle: Handle = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", BuildStatus(self.status))  # "pending" is BuildStatus.pending
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from chalicelib import errors
 from chalicelib.backends.base import BuildEvent, BuildRequest, BuildState, Handle
 from chalicelib.backends.local_common import GIT, git, run, trim, work_dir
 from chalicelib.config import Settings
+from chalicelib.models import BuildStatus
 from chalicelib.resolver import FULL_SHA, Advertisement, GitHttpResolver
 
 log = logging.getLogger(__name__)
@@ -102,10 +103,10 @@ class LocalBuilder:
         handle = {"id": str(build_dir)}
         record = read_record(build_dir)
         if record and record.get("status") == "completed":
-            return BuildState("completed", image=str(build_dir), handle=handle)
+            return BuildState(BuildStatus.completed, image=str(build_dir), handle=handle)
         with self._lock:
             if build_dir in self._running:
-                return BuildState("pending", image=str(build_dir), handle=handle)
+                return BuildState(BuildStatus.pending, image=str(build_dir), handle=handle)
             self._running.add(build_dir)
         try:
             shutil.rmtree(build_dir, ignore_errors=True)  # what an earlier, failed attempt left
@@ -117,7 +118,7 @@ class LocalBuilder:
             raise errors.BackendError(f"cannot prepare the build directory {build_dir}: {error}") from None
         threading.Thread(target=self._build, args=(request, build_dir), name=f"build-{request.image_name}",
                          daemon=True).start()
-        return BuildState("pending", image=str(build_dir), handle=handle)
+        return BuildState(BuildStatus.pending, image=str(build_dir), handle=handle)
 
     def _build_dir(self, image_name: str) -> Path:
         if not image_name or Path(image_name).name != image_name or image_name.startswith("."):
@@ -131,14 +132,14 @@ class LocalBuilder:
         handle = {"id": str(build_dir)}
         with self._lock:  # first: a build thread writes its last record before it leaves _running
             if build_dir in self._running:
-                return BuildState("pending", image=str(build_dir), handle=handle)
+                return BuildState(BuildStatus.pending, image=str(build_dir), handle=handle)
         record = read_record(build_dir) or {}
         if record.get("status") == "completed":
-            return BuildState("completed", image=str(build_dir), handle=handle)
+            return BuildState(BuildStatus.completed, image=str(build_dir), handle=handle)
         if record.get("status") == "failed":
-            return BuildState("failed", reason=str(record.get("reason", "the build failed")), handle=handle)
+            return BuildState(BuildStatus.failed, reason=str(record.get("reason", "the build failed")), handle=handle)
         # Its thread died with an earlier run of local mode (or the directory was removed).
-        return BuildState("failed", reason="the build was interrupted; build again", handle=handle)
+        return BuildState(BuildStatus.failed, reason="the build was interrupted; build again", handle=handle)
 
     def from_event(self, detail: Mapping[str, Any]) -> BuildEvent | None:
         return None  # local builds send no platform events; poll() is the only way

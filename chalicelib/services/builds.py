@@ -97,13 +97,13 @@ class BuildService:
         try:
             state = self.builder.start(request)
         except BinderError as error:
-            self._record(build, BuildState("failed", reason=f"could not start the build: {error.message}"))
+            self._record(build, BuildState(BuildStatus.failed, reason=f"could not start the build: {error.message}"))
             raise
         return self._record(build, state)
 
     def _record(self, build: Build, state: BuildState) -> Build:
         now = self.clock()
-        poll_at = now + self.settings.build_poll_after if state.status == "pending" else None
+        poll_at = now + self.settings.build_poll_after if state.status is BuildStatus.pending else None
         return self.store.builds.transition(build, BuildStatus(state.status), image=state.image, reason=state.reason,
                                             handle=state.handle, updated_at=now, poll_at=poll_at)
 
@@ -133,7 +133,7 @@ class BuildService:
     def apply_event(self, event: BuildEvent) -> Build | None:
         """A build-state event: repeated and late events change nothing."""
         build = self.store.builds.get(event.image_name)
-        if build is None or build.status is not BuildStatus.pending or event.state.status == "pending":
+        if build is None or build.status is not BuildStatus.pending or event.state.status is BuildStatus.pending:
             return None
         if handle_id(build.handle) != handle_id(event.state.handle):
             return None  # an event about an earlier attempt at this image

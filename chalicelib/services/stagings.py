@@ -12,7 +12,7 @@ from chalicelib.catalog import resolve_services
 from chalicelib.config import Settings
 from chalicelib.errors import BinderError, Conflict, Invalid, NotFound
 from chalicelib.limits import resolve_limits
-from chalicelib.models import Build, BuildStatus, Staging, StagingCreate
+from chalicelib.models import Build, BuildStatus, Staging, StagingCreate, StagingStatus
 from chalicelib.store import Store
 
 # A staging still pending this long had its register cut off (the function was killed, or DynamoDB
@@ -61,7 +61,7 @@ class StagingService:
         if not same:
             raise Conflict(f"The environment '{name}' exists with another image, limits or services; "
                            "choose another environment-name.")
-        if existing.status is BuildStatus.completed:
+        if existing.status is StagingStatus.completed:
             return existing, False
         # Failed (a transient AWS error), or pending so long that its register was cut off: try again.
         # Only the call whose conditional write moves it back to pending registers.
@@ -75,9 +75,9 @@ class StagingService:
         try:
             handle = self.stager.register(spec)
         except BinderError as error:
-            self.store.environments.finish_staging(staging, status=BuildStatus.failed.value, reason=error.message)
+            self.store.environments.finish_staging(staging, status=StagingStatus.failed, reason=error.message)
             raise
-        return self.store.environments.finish_staging(staging, status=BuildStatus.completed.value, handle=handle)
+        return self.store.environments.finish_staging(staging, status=StagingStatus.completed, handle=handle)
 
     def _launchable_image(self, image_name: str) -> Build:
         build = self.store.builds.get(image_name)
@@ -102,7 +102,7 @@ class StagingService:
     @staticmethod
     def ready(staging: Staging) -> Staging:
         """The staging, if servers can start from it; else Conflict, saying why."""
-        if staging.status is not BuildStatus.completed:
+        if staging.status is not StagingStatus.completed:
             raise Conflict(f"The environment '{staging.environment_name}' is not ready ({staging.status.value}"
                            f"{': ' + staging.reason if staging.reason else ''}).")
         return staging

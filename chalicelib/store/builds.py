@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Sequence
 
-from chalicelib.models import BUILD_TRANSITIONS, Build, BuildStatus
+from chalicelib.models import BUILD_TRANSITIONS, Build, BuildStatus, check_transition
 from chalicelib.store.counters import Counted, Quotas, bounded_key, build_counts, quota_error
 from chalicelib.store.dynamo import ConditionFailed, Dynamo, assignments, serialize, values
 
@@ -78,8 +78,7 @@ class BuildStore:
         """Move a build from its current status to ``to``; raises ConditionFailed if it moved meanwhile.
 
         Going ``pending`` counts it as running, within ``quotas``; leaving it, no longer."""
-        if to is not build.status and to not in BUILD_TRANSITIONS[build.status]:
-            raise ConditionFailed(f"build {build.status.value} -> {to.value}")
+        check_transition("build", build.status, to, BUILD_TRANSITIONS)
         updates = {"status": to.value, "updated_at": fields.pop("updated_at", build.updated_at), **fields}
         sets, names, vals = assignments(updates)
         names["#expected"] = "status"

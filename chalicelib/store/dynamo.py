@@ -28,6 +28,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from chalicelib.errors import Unavailable
+from chalicelib.lazy_clients import LazyClient
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -66,7 +67,7 @@ def _to_attr(value: Any) -> dict[str, Any]:
     if isinstance(value, (int, float, Decimal)):
         return {"N": str(value)}
     if isinstance(value, str):
-        return {"S": value}
+        return {"S": str(value)}  # a StrEnum member as its value
     if value is None:
         return {"NULL": True}
     if isinstance(value, Mapping):
@@ -117,13 +118,7 @@ class Dynamo:
         self.region = region
         self._client = client
 
-    @property
-    def client(self) -> DynamoDBClient:
-        if self._client is None:
-            import boto3  # imported here: building a client is the costly part of a cold start
-
-            self._client = boto3.client("dynamodb", region_name=self.region)
-        return self._client
+    client: LazyClient[DynamoDBClient] = LazyClient("dynamodb")
 
     def call(self, operation: str, **kwargs: Any) -> Any:
         """One DynamoDB call. Transactions that collide with another are retried a few times."""

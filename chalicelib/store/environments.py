@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Sequence
 
-from chalicelib.models import BuildStatus, Pool, Staging
+from chalicelib.models import Pool, Staging, StagingStatus
 from chalicelib.store.dynamo import ConditionFailed, Dynamo, assignments, serialize, values
 
 POOL_KIND = "POOL"
@@ -62,7 +62,7 @@ class EnvironmentStore:
         A completed one joins the ``available`` index, where a launch's first query finds it. If a
         retry has superseded this attempt (``retry_staging``), its outcome is dropped and the
         staging is returned as it stands: only the newest attempt says how it went."""
-        if fields.get("status") == BuildStatus.completed.value:
+        if fields.get("status") == StagingStatus.completed:
             fields = fields | {"avail_env": staging.environment_name}
         sets, names, vals = assignments(fields)
         this_attempt = "#expected = :pending AND (#attempt = :attempt OR attribute_not_exists(#attempt))"
@@ -89,7 +89,7 @@ class EnvironmentStore:
                 condition="#status = :failed OR (#status = :pending AND (#attempt < :stale OR "
                           "(attribute_not_exists(#attempt) AND #created < :stale)))",
                 names=item_names,
-                vals=values(pending=BuildStatus.pending.value, failed=BuildStatus.failed.value, none="", now=now,
+                vals=values(pending=StagingStatus.pending.value, failed=StagingStatus.failed.value, none="", now=now,
                             stale=stale_before))
         except ConditionFailed:
             return None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 from chalicelib.backends.base import handle_id
-from chalicelib.models import LIVE_STATES, SERVER_TRANSITIONS, Server, ServerState, Staging
+from chalicelib.models import LIVE_STATES, SERVER_TRANSITIONS, Server, ServerState, Staging, check_transition
 from chalicelib.store.counters import Counted, Quotas, quota_error, server_counts
 from chalicelib.store.dynamo import ConditionFailed, Dynamo, assignments, serialize, values
 from chalicelib.store.environments import STAGING, env_pk
@@ -148,8 +148,7 @@ class ServerStore:
     def _update(self, server: Server, to: ServerState, due_at: int | None, expires_at: int | None,
                 unbound: bool, fields: dict[str, Any]) -> dict[str, Any]:
         """The conditional UpdateItem arguments of one transition."""
-        if to is not server.state and to not in SERVER_TRANSITIONS[server.state]:
-            raise ConditionFailed(f"server {server.state.value} -> {to.value}")
+        check_transition("server", server.state, to, SERVER_TRANSITIONS)
         after = server.model_copy(update={"state": to, **fields})
         changes = {k: v for k, v in after.model_dump(mode="json").items()
                    if k in fields or k == "state"}
