@@ -67,12 +67,12 @@ class ServiceRequestLike(Protocol):
 def resolve_services(requested: Sequence[ServiceRequestLike], catalog: Mapping[str, Any]) -> tuple[Sidecar, ...]:
     """The sidecars for a staging's ``services``, in request order.
 
-    Raises errors.BadRequest naming what the catalog offers instead."""
+    Raises errors.Invalid (422, as for bad limits) naming what the catalog offers instead."""
     seen: set[str] = set()
     sidecars = []
     for request in requested:
         if request.name in seen:
-            raise errors.BadRequest(f"service {request.name!r} is requested twice; ask for each service once")
+            raise errors.Invalid(f"service {request.name!r} is requested twice; ask for each service once")
         seen.add(request.name)
         sidecars.append(_resolve_one(request, catalog))
     return tuple(sidecars)
@@ -82,11 +82,11 @@ def _resolve_one(request: ServiceRequestLike, catalog: Mapping[str, Any]) -> Sid
     versions = catalog.get(request.name)
     if versions is None:
         offered = ", ".join(sorted(catalog)) or "none"
-        raise errors.BadRequest(f"unknown service {request.name!r}; available services: {offered}")
+        raise errors.Invalid(f"unknown service {request.name!r}; available services: {offered}")
     version = str(_version_text(request.version))
     entry = versions.get(version)
     if entry is None:
-        raise errors.BadRequest(
+        raise errors.Invalid(
             f"service {request.name!r} has no version {version!r}; available versions: {', '.join(sorted(versions))}"
         )
     environment = dict(entry.get("environment", {}))
@@ -107,13 +107,13 @@ def _params_as_environment(request: ServiceRequestLike, accepted: Mapping[str, s
     for param, value in request.params.items():
         if param not in accepted:
             offered = ", ".join(sorted(accepted)) or "none"
-            raise errors.BadRequest(
+            raise errors.Invalid(
                 f"service {request.name!r} does not accept param {param!r}; accepted params: {offered}"
             )
         if not isinstance(value, str):
-            raise errors.BadRequest(f"param {param!r} of service {request.name!r} must be a string")
+            raise errors.Invalid(f"param {param!r} of service {request.name!r} must be a string")
         if len(value) > MAX_PARAM_LENGTH:
-            raise errors.BadRequest(
+            raise errors.Invalid(
                 f"param {param!r} of service {request.name!r} is longer than {MAX_PARAM_LENGTH} characters"
             )
         environment[accepted[param]] = value

@@ -1,8 +1,16 @@
-"""Domain errors. Services raise these; ``to_response`` is the one place that maps them to HTTP."""
+"""Domain errors. Services raise these; ``to_response`` is the one place that maps an exception to HTTP.
+
+One class per kind of mistake: a request that cannot be read at all is ``BadRequest`` (400); one that
+reads but whose values are not acceptable (limits, services, names) is ``Invalid`` (422).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+
+log = logging.getLogger(__name__)
+INTERNAL_MESSAGE = "Something went wrong on our side; try again."
 
 
 class BinderError(Exception):
@@ -79,7 +87,18 @@ def error_body(code: str, message: str) -> str:
     return json.dumps({"error": code, "message": message})
 
 
-def to_response(error: BinderError) -> tuple[int, dict[str, str | list[str]], str]:
-    """(status, headers, body) for a domain error; app.py turns this into a chalice Response."""
+def framework_error(status: int, code: str, message: str) -> BinderError:
+    """The error of a reply the framework chose itself (Chalice's own 405 and 415), in our terms."""
+    error = BinderError(message)
+    error.status, error.code = status, code
+    return error
+
+
+def to_response(error: BaseException, where: str = "a request") -> tuple[int, dict[str, str | list[str]], str]:
+    """(status, headers, body) for any exception a request ended with: a ``BinderError`` as itself;
+    anything else is our bug, logged with its traceback and answered 500 with nothing of its cause."""
+    if not isinstance(error, BinderError):
+        log.error("unhandled error in %s", where, exc_info=error)
+        error = BinderError(INTERNAL_MESSAGE)
     headers: dict[str, str | list[str]] = {"Content-Type": "application/json", **error.headers}
     return error.status, headers, error_body(error.code, error.message)

@@ -90,10 +90,10 @@ def test_resolving_does_not_change_the_catalog() -> None:
     ],
 )
 def test_a_bad_service_request_says_what_the_catalog_offers(request_body: dict[str, Any], message: str) -> None:
-    with pytest.raises(errors.BadRequest) as caught:
+    with pytest.raises(errors.Invalid) as caught:
         resolve_services(services(request_body), CATALOG)
     assert message in caught.value.message
-    assert caught.value.status == 400
+    assert caught.value.status == 422  # a value not acceptable, as bad limits are
 
 
 def test_a_256_character_param_is_accepted() -> None:
@@ -104,19 +104,19 @@ def test_a_256_character_param_is_accepted() -> None:
 
 
 def test_the_same_service_twice_is_refused_even_in_other_versions() -> None:
-    with pytest.raises(errors.BadRequest, match="requested twice"):
+    with pytest.raises(errors.Invalid, match="requested twice"):
         resolve_services(services({"name": "spark", "version": "3.5"}, {"name": "spark", "version": "1.4.1"}), CATALOG)
 
 
 def test_an_empty_catalog_says_so() -> None:
-    with pytest.raises(errors.BadRequest, match="available services: none"):
+    with pytest.raises(errors.Invalid, match="available services: none"):
         resolve_services(services({"name": "postgres", "version": "16"}), {})
 
 
 def test_request_like_objects_with_non_string_values_are_refused() -> None:
     # resolve_services also serves records replayed from the store, not only validated requests.
     request = ServiceRequest.model_construct(name="postgres", version="16", params={"database": 5})
-    with pytest.raises(errors.BadRequest, match="must be a string"):
+    with pytest.raises(errors.Invalid, match="must be a string"):
         resolve_services([request], CATALOG)
 
 

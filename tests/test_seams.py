@@ -3,6 +3,7 @@ is read only by the adapter that made it."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -55,3 +56,33 @@ def test_each_resource_has_one_status_type(client: Any, world: World) -> None:
     assert type(staging.status) is StagingStatus and staging.status is StagingStatus.completed
     assert BuildState("pending").status is BuildStatus.pending  # what a Builder reports is the store's type
     assert not hasattr(base, "BuildStatus") or base.BuildStatus is BuildStatus
+
+
+def test_every_error_reply_comes_from_one_function() -> None:
+    """``errors.to_response`` alone turns an exception into a reply: no route, middleware or server builds one."""
+    builders = [str(path.relative_to(CHALICELIB)) for path in CHALICELIB.rglob("*.py")
+                if re.search(r"error_body\(|status_code=500|\"InternalError\"", path.read_text())]
+    assert builders == ["errors.py"]
+
+
+def test_a_bug_is_a_500_that_says_nothing_of_its_cause(client: Any, world: World, monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    def explode(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("secret detail of the bug")
+
+    monkeypatch.setattr(world.services.pools, "get", explode)
+    reply = client.http.get("/pools/anything", headers=auth())
+    assert reply.status_code == 500
+    assert body(reply) == {"error": "InternalError", "message": "Something went wrong on our side; try again."}
+    logged = [r for r in caplog.records if r.getMessage() == "unhandled error in pools.get"]
+    assert logged and logged[0].exc_info and "secret detail" in str(logged[0].exc_info[1])
+
+
+def test_unknown_services_and_bad_limits_are_the_same_kind_of_mistake(client: Any, world: World) -> None:
+    image = world.services.store.environments.get_staging(staged(client, world))
+    assert image is not None
+    replies = [client.http.post("/stagings", body=json.dumps({"image-name": image.image_name, **extra}),
+                                headers=auth())
+               for extra in ({"services": [{"name": "no-such-service", "version": "1"}]},
+                             {"limits": {"cpu": "lots"}})]
+    assert [(r.status_code, body(r)["error"]) for r in replies] == [(422, "Invalid")] * 2

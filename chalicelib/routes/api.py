@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
-import logging
 from typing import Any, Callable, TypeVar
 
 from chalice.app import Blueprint, Response
@@ -13,9 +12,8 @@ from pydantic import BaseModel, ValidationError
 
 from chalicelib.auth import hash_token
 from chalicelib.context import get_services
-from chalicelib.errors import BadRequest, BinderError, Invalid, error_body, to_response
+from chalicelib.errors import BadRequest, BinderError, Invalid, to_response
 
-log = logging.getLogger(__name__)
 Model = TypeVar("Model", bound=BaseModel)
 # Bodies are parsed as JSON whatever the client calls them: `curl -d` says form-urlencoded, and a
 # browser's fetch() without headers says text/plain (which also spares a CORS preflight).
@@ -34,18 +32,19 @@ def endpoint(blueprint: Blueprint, name: str) -> Callable[[Callable[..., Any]], 
                 get_services().auth.authorize(name, request.headers.get("authorization"))
                 response: Response = view(**kwargs)
                 return response
-            except BinderError as error:
-                status, headers, body = to_response(error)
-                return Response(body=body, headers=dict(headers), status_code=status)
-            except Exception:
-                log.exception("unhandled error in %s", name)
-                return Response(body=error_body("InternalError", "Something went wrong on our side; try again."),
-                                headers={"Content-Type": "application/json"}, status_code=500)
+            except Exception as error:  # noqa: BLE001 (every error becomes a reply, in one place)
+                return error_reply(error, name)
 
         wrapper.endpoint_name = name  # type: ignore[attr-defined]  # the OpenAPI document maps routes to names
         return wrapper
 
     return decorate
+
+
+def error_reply(error: BaseException, where: str = "a request") -> Response:
+    """The reply to a request (of endpoint ``where``) that ended with ``error``: ``errors.to_response`` decides it."""
+    status, headers, body = to_response(error, where)
+    return Response(body=body, headers=dict(headers), status_code=status)
 
 
 def parse_body(blueprint: Blueprint, model: type[Model]) -> Model:

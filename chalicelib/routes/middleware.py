@@ -7,8 +7,9 @@ from typing import Callable
 from chalice.app import Request, Response
 
 from chalicelib.context import get_services
-from chalicelib.errors import BinderError, error_body, to_response
+from chalicelib.errors import BinderError, framework_error
 from chalicelib.origins import OriginPolicy, policy_for
+from chalicelib.routes.api import error_reply
 
 Handler = Callable[[Request], Response]
 
@@ -25,8 +26,7 @@ def guard_origins(request: Request, get_response: Handler) -> Response:
     try:
         policy.check(request.headers)
     except BinderError as error:
-        status, headers, body = to_response(error)
-        return Response(body=body, headers=dict(headers), status_code=status)
+        return error_reply(error)
     response = get_response(request)
     response.headers.pop("Access-Control-Allow-Origin", None)  # Chalice's static "*", for listed origins only
     response.headers.update(policy.response_headers(request.headers.get("origin")))
@@ -39,7 +39,7 @@ def errors_as_json(request: Request, get_response: Handler) -> Response:
     body = response.body
     if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
         code = str(body["Code"]).removesuffix("Error") or "Error"
-        return Response(body=error_body(code, str(body.get("Message", ""))),
-                        headers={**response.headers, "Content-Type": "application/json"},
-                        status_code=response.status_code)
+        reply: Response = error_reply(framework_error(response.status_code, code, str(body.get("Message", ""))))
+        reply.headers = {**response.headers, **reply.headers}  # Allow on a 405, say
+        return reply
     return response
