@@ -40,21 +40,7 @@ CHALLENGE = {"WWW-Authenticate": 'token realm="binderless"'}
 # Endpoints about one server that its own token opens too; the route calls ``authorize_server``.
 OWNER_OR_ADMIN = frozenset({"deployments.delete"})
 OWNER_OR_ADMIN_HINT = "Only the server's own token (the one in its location) or an admin token may do this."
-MIN_ADMIN_TOKEN_LENGTH = 16
 MIN_TOKEN_ID_LENGTH = 8  # of a hash prefix that `cli token revoke` takes as an id
-
-
-def check_admin_token(token: str) -> str:
-    """BINDERLESS_ADMIN_TOKEN as Settings validates it: unset, or long enough not to be guessed.
-
-    A weak admin token is a misconfiguration, so it stops the app at start (the message never
-    repeats the token)."""
-    if token and len(token) < MIN_ADMIN_TOKEN_LENGTH:
-        raise ValueError(f"BINDERLESS_ADMIN_TOKEN is shorter than {MIN_ADMIN_TOKEN_LENGTH} characters; use a "
-                         "random one, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))', or unset it")
-    if any(character.isspace() for character in token):
-        raise ValueError("BINDERLESS_ADMIN_TOKEN contains whitespace, which no Authorization header can carry")
-    return token
 
 
 def hash_token(token: str) -> str:

@@ -53,6 +53,22 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+MIN_ADMIN_TOKEN_LENGTH = 16
+
+
+def check_admin_token(token: str) -> str:
+    """BINDERLESS_ADMIN_TOKEN as Settings validates it: unset, or long enough not to be guessed.
+
+    A weak admin token is a misconfiguration, so it stops the app at start (the message never
+    repeats the token)."""
+    if token and len(token) < MIN_ADMIN_TOKEN_LENGTH:
+        raise ValueError(f"BINDERLESS_ADMIN_TOKEN is shorter than {MIN_ADMIN_TOKEN_LENGTH} characters; use a "
+                         "random one, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))', or unset it")
+    if any(character.isspace() for character in token):
+        raise ValueError("BINDERLESS_ADMIN_TOKEN contains whitespace, which no Authorization header can carry")
+    return token
+
+
 class Settings(BaseModel):
     """Everything the app reads from its environment. Built once per process."""
 
@@ -172,8 +188,6 @@ class Settings(BaseModel):
     @field_validator("admin_token")
     @classmethod
     def _strong_admin_token(cls, token: str) -> str:
-        from chalicelib.auth import check_admin_token  # auth imports this module
-
         return check_admin_token(token)
 
     @field_validator("ecr_repository_uri")

@@ -84,10 +84,11 @@ def test_resolver_unknown_ref_is_not_found_and_unreadable_repository_is_bad_requ
 
 
 def test_local_backend_wires_the_local_adapters(settings: Settings) -> None:
-    builder, stager, spawner = adapters_for(settings)
-    assert isinstance(builder, LocalBuilder) and isinstance(stager, LocalStager)
-    assert isinstance(spawner, LocalSpawner) and spawner.max_batch == 10
-    spawner.stop_all()
+    chosen = adapters_for(settings)
+    assert isinstance(chosen.builder, LocalBuilder) and isinstance(chosen.stager, LocalStager)
+    assert isinstance(chosen.spawner, LocalSpawner) and chosen.spawner.max_batch == 10
+    assert isinstance(chosen.resolver, LocalResolver) and chosen.builder.local_repositories
+    chosen.spawner.stop_all()
 
 
 # --- builder and stager ---------------------------------------------------------------------------

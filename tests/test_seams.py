@@ -12,6 +12,7 @@ import pytest
 
 from chalicelib.backends import base
 from chalicelib.backends.base import BuildState
+from chalicelib.config import Settings
 from chalicelib.models import BuildStatus, IllegalTransition, ServerState, StagingStatus
 from chalicelib.store.dynamo import ConditionFailed
 from tests.conftest import World, auth, body
@@ -86,3 +87,23 @@ def test_unknown_services_and_bad_limits_are_the_same_kind_of_mistake(client: An
                for extra in ({"services": [{"name": "no-such-service", "version": "1"}]},
                              {"limits": {"cpu": "lots"}})]
     assert [(r.status_code, body(r)["error"]) for r in replies] == [(422, "Invalid")] * 2
+
+
+def test_only_the_adapter_registry_asks_which_backend_this_is() -> None:
+    """Routes may say which backend runs (``/health``) and pick the origin policy; the services and the
+    store never branch on it: what differs is in the adapters ``backends.adapters_for`` chose."""
+    askers = [str(path.relative_to(CHALICELIB)) for path in CHALICELIB.rglob("*.py")
+              if re.search(r"\.backend\s*[=!]=", path.read_text())]
+    assert sorted(askers) == ["backends/__init__.py", "routes/middleware.py"]
+
+
+def test_aws_adapters_come_with_the_https_resolver_and_build_public_repositories_only() -> None:
+    from chalicelib.backends import adapters_for
+    from chalicelib.resolver import GitHttpResolver
+
+    chosen = adapters_for(Settings())
+    assert isinstance(chosen.resolver, GitHttpResolver) and chosen.builder.local_repositories is False
+
+
+def test_config_imports_nothing_of_auth() -> None:
+    assert "chalicelib.auth" not in (CHALICELIB / "config.py").read_text()

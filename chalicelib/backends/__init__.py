@@ -1,18 +1,31 @@
-"""Adapters behind the ports in ``base``, chosen once from the settings."""
+"""Adapters behind the ports in ``base``, chosen here, once, from the settings: nothing else asks
+which backend this is to decide what to build with, what to run on or how to read git."""
 
 from __future__ import annotations
 
-from chalicelib.backends.base import Builder, Spawner, Stager
+from dataclasses import dataclass
+
+from chalicelib.backends.base import Builder, RefResolver, Spawner, Stager
 from chalicelib.config import Settings
 
 
-def adapters_for(settings: Settings) -> tuple[Builder, Stager, Spawner]:
+@dataclass(frozen=True)
+class Adapters:
+    builder: Builder
+    stager: Stager
+    spawner: Spawner
+    resolver: RefResolver
+
+
+def adapters_for(settings: Settings) -> Adapters:
     if settings.backend == "aws":
         from chalicelib.backends.aws import AwsBuilder, AwsSpawner, AwsStager
+        from chalicelib.resolver import GitHttpResolver
 
-        return AwsBuilder(settings), AwsStager(settings), AwsSpawner(settings)
+        return Adapters(AwsBuilder(settings), AwsStager(settings), AwsSpawner(settings), GitHttpResolver())
     if settings.backend == "local":
-        from chalicelib.backends.local import LocalBuilder, LocalSpawner, LocalStager
+        from chalicelib.backends.local import LocalBuilder, LocalResolver, LocalSpawner, LocalStager
 
-        return LocalBuilder(settings), LocalStager(), LocalSpawner(settings)
+        # LocalResolver: the git binary, so local paths and file:// URLs too.
+        return Adapters(LocalBuilder(settings), LocalStager(), LocalSpawner(settings), LocalResolver())
     raise ValueError(f"backend '{settings.backend}' is not available yet")

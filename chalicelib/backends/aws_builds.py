@@ -53,6 +53,8 @@ def _variable(variables: Iterable[Mapping[str, Any]], name: str) -> str:
 class AwsBuilder:
     """``Builder`` port on CodeBuild (repo2docker) and ECR."""
 
+    local_repositories = False
+
     def __init__(self, settings: Settings, *, codebuild: CodeBuildClient | None = None, ecr: ECRClient | None = None):
         self.settings = settings
         self._codebuild = codebuild

@@ -48,6 +48,10 @@ class BuildEvent:
 
 
 class Builder(Protocol):
+    # True: it builds from local paths and http:// URLs as well (local mode, on the user's own machine);
+    # False: public https:// repositories only.
+    local_repositories: bool
+
     def start(self, request: BuildRequest) -> BuildState:
         """Start building, or report ``completed`` when the image already exists."""
 

@@ -93,6 +93,8 @@ class BuildFailed(Exception):
 class LocalBuilder:
     """``Builder`` port: each build runs in a thread of this process."""
 
+    local_repositories = True  # `git clone` takes paths, file:// and http:// on the user's own machine
+
     def __init__(self, settings: Settings) -> None:
         self.root = work_dir(settings) / "builds"
         self._lock = threading.Lock()

@@ -40,19 +40,12 @@ def build_services(settings: Settings, *, store: Store | None = None, builder: B
                    resolver: RefResolver | None = None, clock: Callable[[], int] = wall_clock) -> Services:
     """Wire services to the adapters the settings choose; tests pass their own pieces."""
     store = store or Store(settings.table_name, settings.region)
-    if builder is None or stager is None or spawner is None:
+    if builder is None or stager is None or spawner is None or resolver is None:
         from chalicelib.backends import adapters_for
 
-        default_builder, default_stager, default_spawner = adapters_for(settings)
-        builder, stager, spawner = builder or default_builder, stager or default_stager, spawner or default_spawner
-    if resolver is None and settings.backend == "local":
-        from chalicelib.backends.local import LocalResolver
-
-        resolver = LocalResolver()  # the git binary: local paths and file:// URLs too
-    elif resolver is None:
-        from chalicelib.resolver import GitHttpResolver
-
-        resolver = GitHttpResolver()
+        chosen = adapters_for(settings)
+        builder, stager = builder or chosen.builder, stager or chosen.stager
+        spawner, resolver = spawner or chosen.spawner, resolver or chosen.resolver
     builds = BuildService(settings, store, builder, resolver, clock)
     stagings = StagingService(settings, store, stager, clock)
     servers = ServerLifecycle(settings, store, spawner, clock)

@@ -77,7 +77,7 @@ class BuildService:
 
     def _canonical(self, url: str) -> str:
         """The validated URL's canonical repository: what builds are stored, found and counted by."""
-        local = self.settings.backend == "local"
+        local = self.builder.local_repositories
         return canonical_repository(validate_repository_url(url, allow_http=local, allow_local=local,
                                                             allowed_hosts=self.settings.allowed_hosts))
 
