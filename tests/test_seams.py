@@ -107,3 +107,12 @@ def test_aws_adapters_come_with_the_https_resolver_and_build_public_repositories
 
 def test_config_imports_nothing_of_auth() -> None:
     assert "chalicelib.auth" not in (CHALICELIB / "config.py").read_text()
+
+
+def test_services_and_routes_pass_intent_and_the_store_speaks_dynamodb() -> None:
+    """A rate limit is a ``RateLimit`` (who, what, how many per how long), not a transaction action."""
+    speakers = [f"{path.relative_to(CHALICELIB)}:{number}" for folder in ("services", "routes")
+                for path in (CHALICELIB / folder).glob("*.py")
+                for number, line in enumerate(path.read_text().splitlines(), 1)
+                if re.search(r"\bdynamo\b|rate_update|\bCounted\b|TransactItems|ConditionExpression", line)]
+    assert speakers == ["services/__init__.py:61"]  # powertools' idempotency layer is given the table's client

@@ -17,7 +17,7 @@ meta = Blueprint(__name__)
 def health() -> Response:
     services = get_services()
     try:
-        services.store.dynamo.get("HEALTH", "HEALTH")
+        services.store.check()
     except Exception:
         raise Unavailable("The database cannot be reached.", headers={"Retry-After": "10"}) from None
     return reply({"status": "ok", "backend": services.settings.backend})

@@ -13,7 +13,7 @@ from chalicelib.errors import BinderError, Conflict, NotFound
 from chalicelib.models import Build, BuildCreate, BuildStatus, ImageRegister
 from chalicelib.repository_urls import canonical_repository, validate_repository_url
 from chalicelib.store import ConditionFailed, Store
-from chalicelib.store.counters import Counted, Quotas, rate_update
+from chalicelib.store.counters import Quotas, RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +63,14 @@ class BuildService:
             if existing.status is not BuildStatus.failed:
                 return existing
         now = self.clock()
-        poll_at, quotas, extra = now + self.settings.build_poll_after, self._quotas, self._rate(client, now)
+        poll_at, quotas, rates = now + self.settings.build_poll_after, self._quotas, self._rate(client, now)
         if existing:
             build = self.store.builds.transition(existing, BuildStatus.pending, reason="", handle={},
-                                                 updated_at=now, poll_at=poll_at, quotas=quotas, extra=extra)
+                                                 updated_at=now, poll_at=poll_at, quotas=quotas, rates=rates)
         else:
             build = Build(image_name=image_name, status=BuildStatus.pending, repository=repository, ref=body.ref,
                           commit=commit, dependencies=body.dependencies, created_at=now, updated_at=now)
-            if not self.store.builds.create(build, poll_at=poll_at, quotas=quotas, extra=extra):
+            if not self.store.builds.create(build, poll_at=poll_at, quotas=quotas, rates=rates):
                 # A concurrent request created it first (or something else holds the name).
                 return _check_same_image(self.get(image_name), repository, commit)
         return self._start(build)
@@ -85,12 +85,11 @@ class BuildService:
     def _quotas(self) -> Quotas:
         return Quotas(builds=self.settings.max_builds, builds_per_repository=self.settings.max_builds_per_repository)
 
-    def _rate(self, client: str | None, now: int) -> list[Counted]:
+    def _rate(self, client: str | None, now: int) -> list[RateLimit]:
         limit = self.settings.build_rate_limit
         if not client or not limit:
             return []
-        return [rate_update(self.store.dynamo, client, now=now, window=self.settings.build_rate_window,
-                            limit=limit, counter="builds")]
+        return [RateLimit(client, now, self.settings.build_rate_window, limit, counter="builds")]
 
     def _start(self, build: Build) -> Build:
         request = BuildRequest(build.image_name, build.repository, build.ref, build.commit)

@@ -10,7 +10,7 @@ from chalicelib.models import LIVE_STATES, Server, ServerState
 from chalicelib.services.servers import ServerLifecycle
 from chalicelib.services.stagings import StagingService
 from chalicelib.store import Store
-from chalicelib.store.counters import rate_update
+from chalicelib.store.counters import RateLimit
 
 
 class DeploymentService:
@@ -30,15 +30,14 @@ class DeploymentService:
         transaction as the claim or the new server."""
         now = self.clock()
         limit = self.settings.launch_rate_limit
-        extra = [rate_update(self.store.dynamo, client, now=now, window=self.settings.launch_rate_window,
-                             limit=limit)] if client and limit else []
+        rates = [RateLimit(client, now, self.settings.launch_rate_window, limit)] if client and limit else []
         # One query finds an available server or, failing that, the staging to start one from.
         claim = self.store.servers.claim(environment_name, now=now, stop_at=now + self.settings.server_max_lifetime,
-                                         extra=extra, client=client or "", quotas=self.servers.quotas)
+                                         rates=rates, client=client or "", quotas=self.servers.quotas)
         if claim.server:
             return claim.server, True
         staging = claim.staging or self.stagings.launchable(environment_name)  # not found: says why
-        server, = self.servers.launch(staging, 1, claimed=True, extra=extra, client=client or "")
+        server, = self.servers.launch(staging, 1, claimed=True, rates=rates, client=client or "")
         if server.state is ServerState.failed:
             raise Unavailable(f"No server could be started right now ({server.reason}); try again shortly.",
                               headers={"Retry-After": "30"})

@@ -20,7 +20,7 @@ from chalicelib.config import Settings
 from chalicelib.errors import BinderError
 from chalicelib.models import LIVE_STATES, Server, ServerState, Staging
 from chalicelib.store import ConditionFailed, Store
-from chalicelib.store.counters import Counted, Quotas
+from chalicelib.store.counters import Quotas, RateLimit
 
 log = logging.getLogger(__name__)
 RECORD_TRIES = 5
@@ -46,7 +46,7 @@ class ServerLifecycle:
         self.spawner = spawner
         self.clock = clock
 
-    def launch(self, staging: Staging, count: int, *, claimed: bool, extra: Sequence[Counted] = (),
+    def launch(self, staging: Staging, count: int, *, claimed: bool, rates: Sequence[RateLimit] = (),
                client: str = "") -> list[Server]:
         """Start ``count`` servers (at most one platform batch); claimed ones are handed out already,
         to ``client`` when an anonymous caller asked (they count against its limit).
@@ -57,7 +57,7 @@ class ServerLifecycle:
         servers = [self._new(staging, now, claimed, launch, key, solo=count == 1, client=client)
                    for _ in range(count)]
         self.store.servers.create(servers, due_at=now + self.settings.check_interval, quotas=self.quotas,
-                                  extra=extra)
+                                  rates=rates)
         try:
             results = self.spawner.start(staging.handle, [s.id for s in servers], launch, key)
         except BinderError as error:

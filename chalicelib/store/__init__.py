@@ -25,3 +25,7 @@ class Store:
         self.leases = LeaseStore(self.dynamo)
         self.servers = ServerStore(self.dynamo)
         self.tokens = TokenStore(self.dynamo)
+
+    def check(self) -> None:
+        """One read, for a health check: raises whatever stops the table from answering."""
+        self.dynamo.get("HEALTH", "HEALTH")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterator, Sequence
 
 from chalicelib.models import BUILD_TRANSITIONS, Build, BuildStatus, check_transition
-from chalicelib.store.counters import Counted, Quotas, bounded_key, build_counts, quota_error
+from chalicelib.store.counters import Counted, Quotas, RateLimit, bounded_key, build_counts, quota_error, rate_updates
 from chalicelib.store.dynamo import ConditionFailed, Dynamo, assignments, serialize, values
 
 DUE_BUILD = "DUE#BUILD"
@@ -51,15 +51,15 @@ class BuildStore:
         return _from_item(item) if item else None
 
     def create(self, build: Build, *, poll_at: int | None, quotas: Quotas = NO_QUOTAS,
-               extra: Sequence[Counted] = ()) -> bool:
-        """Save a new build, counted with ``extra`` (a rate limit); False if one with this image
+               rates: Sequence[RateLimit] = ()) -> bool:
+        """Save a new build, counted with ``rates``; False if one with this image
         name exists already (then nothing is counted).
 
         QuotaExceeded if its repository or the service already runs its ``quotas`` of builds."""
         put = {"Put": {"TableName": self.db.table_name, "Item": serialize(_to_item(build, poll_at)),
                        "ConditionExpression": "attribute_not_exists(pk)"}}
         try:
-            self._write(put, [*extra, *build_counts(self.db, build.repository, 1, quotas)])
+            self._write(put, [*rate_updates(self.db, rates), *build_counts(self.db, build.repository, 1, quotas)])
         except ConditionFailed as failure:
             if failure.failed == (0,) or not failure.failed:
                 return False
@@ -74,7 +74,7 @@ class BuildStore:
             raise ConditionFailed("a repository build has this image name") from None
 
     def transition(self, build: Build, to: BuildStatus, *, poll_at: int | None = None, quotas: Quotas = NO_QUOTAS,
-                   extra: Sequence[Counted] = (), **fields: Any) -> Build:
+                   rates: Sequence[RateLimit] = (), **fields: Any) -> Build:
         """Move a build from its current status to ``to``; raises ConditionFailed if it moved meanwhile.
 
         Going ``pending`` counts it as running, within ``quotas``; leaving it, no longer."""
@@ -92,7 +92,7 @@ class BuildStore:
         update = {"Update": self.db.update_args(*_key(build.image_name), expression,
                                                 condition="#expected = :expected", names=names, vals=vals)}
         running = int(to is BuildStatus.pending) - int(build.status is BuildStatus.pending)
-        self._write(update, [*extra, *build_counts(self.db, build.repository, running, quotas)])
+        self._write(update, [*rate_updates(self.db, rates), *build_counts(self.db, build.repository, running, quotas)])
         return build.model_copy(update={"status": to, **{k: v for k, v in updates.items() if k != "status"}})
 
     def _write(self, action: dict[str, Any], counted: list[Counted]) -> None:

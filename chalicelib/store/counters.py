@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from chalicelib.errors import QuotaExceeded
 from chalicelib.store.dynamo import Dynamo, values
@@ -145,9 +145,21 @@ def build_counts(db: Dynamo, repository: str, delta: int, quotas: Quotas) -> lis
     ]
 
 
-def rate_update(db: Dynamo, client: str, *, now: int, window: int, limit: int, counter: str = "launches") -> Counted:
-    """Count one anonymous ``counter`` (launches, builds) from ``client``; refused past ``limit``
-    in the current window."""
+@dataclass(frozen=True)
+class RateLimit:
+    """What a service asks of the store: count one ``counter`` (launches, builds) from an anonymous
+    ``client`` in the same write as the launch or build, refused past ``limit`` in a ``window``."""
+
+    client: str
+    now: int
+    window: int
+    limit: int
+    counter: str = "launches"
+
+
+def rate_update(db: Dynamo, rate: RateLimit) -> Counted:
+    """The counter update a ``RateLimit`` is, as one action of a transaction."""
+    client, now, window, limit, counter = rate.client, rate.now, rate.window, rate.limit, rate.counter
     start = now - now % window
     return Counted({"Update": db.update_args(
         bounded_key(f"RATE#{client}"), f"{counter}#{start}", "ADD #n :one SET expires_at = :expires",
@@ -158,6 +170,10 @@ def rate_update(db: Dynamo, client: str, *, now: int, window: int, limit: int, c
         # The rate limit's figures, as the IETF httpapi draft names them; browsers may read them (CORS exposes them).
         headers=(("RateLimit-Limit", str(limit)), ("RateLimit-Remaining", "0"),
                  ("RateLimit-Reset", str(start + window - now))))
+
+
+def rate_updates(db: Dynamo, rates: Sequence[RateLimit]) -> list[Counted]:
+    return [rate_update(db, rate) for rate in rates]
 
 
 def quota_error(counted: list[Counted], failed: tuple[int, ...], offset: int) -> QuotaExceeded | None:

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Sequence
 
 from chalicelib.backends.base import handle_id
 from chalicelib.models import LIVE_STATES, SERVER_TRANSITIONS, Server, ServerState, Staging, check_transition
-from chalicelib.store.counters import Counted, Quotas, quota_error, server_counts
+from chalicelib.store.counters import Counted, Quotas, RateLimit, quota_error, rate_updates, server_counts
 from chalicelib.store.dynamo import ConditionFailed, Dynamo, assignments, serialize, values
 from chalicelib.store.environments import STAGING, env_pk
 
@@ -86,7 +86,7 @@ class ServerStore:
             yield _from_item(item)
 
     def create(self, servers: Sequence[Server], *, due_at: int, quotas: Quotas = NO_QUOTAS,
-               extra: Sequence[Counted] = ()) -> None:
+               rates: Sequence[RateLimit] = ()) -> None:
         """Save new servers and count them, all or nothing; QuotaExceeded if a limit stops them."""
         actions: list[dict[str, Any]] = []
         buckets: dict[str, int] = {}
@@ -99,12 +99,13 @@ class ServerStore:
                 buckets[server.counter] = buckets.get(server.counter, 0) + 1
         first = servers[0]
         held = Counter(server.client for server in servers if server.client)
-        counted = [*extra, *server_counts(self.db, first.environment_name, first.source, buckets,
-                                          len(servers), quotas, held=held, stop_at=first.stop_at)]
+        counted = [*rate_updates(self.db, rates),
+                   *server_counts(self.db, first.environment_name, first.source, buckets, len(servers), quotas,
+                                  held=held, stop_at=first.stop_at)]
         self._transact(actions, counted)
 
     def transition(self, server: Server, to: ServerState, *, due_at: int | None = None,
-                   expires_at: int | None = None, extra: Sequence[Counted] = (), unbound: bool = False,
+                   expires_at: int | None = None, rates: Sequence[RateLimit] = (), unbound: bool = False,
                    quotas: Quotas = NO_QUOTAS, **fields: Any) -> Server:
         """Move ``server`` to state ``to`` if nobody moved it first (else ConditionFailed).
 
@@ -115,9 +116,9 @@ class ServerStore:
         buckets = self._buckets(server, after)
         live = int(after.state in LIVE_STATES) - int(server.state in LIVE_STATES)
         held = self._held(server, after)
-        counted = [*extra, *server_counts(self.db, server.environment_name, server.source, buckets, live,
-                                          quotas, held=held, stop_at=after.stop_at)
-                   ] if buckets or live or held or extra else []
+        counted = [*rate_updates(self.db, rates),
+                   *server_counts(self.db, server.environment_name, server.source, buckets, live, quotas, held=held,
+                                  stop_at=after.stop_at)] if buckets or live or held or rates else []
         self._transact([{"Update": update}], counted)
         return after
 
@@ -165,7 +166,7 @@ class ServerStore:
             vals=vals | values(was=server.state.value, claimed_was=server.claimed),
         )
 
-    def claim(self, environment_name: str, *, now: int, stop_at: int, extra: Sequence[Counted] = (),
+    def claim(self, environment_name: str, *, now: int, stop_at: int, rates: Sequence[RateLimit] = (),
               client: str = "", quotas: Quotas = NO_QUOTAS) -> Claim:
         """Hand out one available server: a query, then one conditional transaction per try.
 
@@ -186,7 +187,7 @@ class ServerStore:
             random.shuffle(candidates)
             for server in candidates:
                 try:
-                    return Claim(self.transition(server, ServerState.running, due_at=stop_at, extra=extra,
+                    return Claim(self.transition(server, ServerState.running, due_at=stop_at, rates=rates,
                                                  quotas=quotas, **handed_out), staging)
                 except ConditionFailed:
                     continue  # somebody else claimed it (or the index lagged the table): try the next one
