@@ -37,9 +37,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from chalicelib.backends.local import LocalSpawner  # noqa: E402 (after the path)
 from chalicelib.config import Settings  # noqa: E402
+from tests.load import run_concurrently  # noqa: E402
 from tests.local_mode import LocalMode, call, local_mode, wait_for  # noqa: E402
 from tests.local_repo import make_repository  # noqa: E402
 
+BURST = 10
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -97,6 +99,25 @@ def pool_fill(local: LocalMode, env: str, size: int) -> float:
     return time.perf_counter() - started
 
 
+def warm_burst(local: LocalMode, env: str, size: int) -> float:
+    """Seconds for ``size`` concurrent launches on a full pool of ``size``, each until its location answers."""
+    assert local.api("PUT", f"/pools/{env}", {"size": size}).status == 200
+    wait_for(lambda: available(local, env) == size, 120, f"the pool fills to {size}", every=0.05)
+    claimed: list[str] = []
+
+    def launch(_: int) -> None:
+        reply = local.api("POST", f"/deployments/{env}")
+        assert reply.status == 201, f"expected a pool hit, got {reply.status} {reply.body}"
+        assert call("GET", reply.body["location"]).status == 200
+        claimed.append(reply.body["id"])
+
+    seconds = run_concurrently(launch, size, size)
+    local.api("DELETE", f"/pools/{env}")
+    for server_id in claimed:
+        local.api("DELETE", f"/deployments/{env}/{server_id}")
+    return seconds
+
+
 def available(local: LocalMode, env: str) -> int:
     return int(local.api("GET", f"/pools/{env}").body["available"])
 
@@ -134,14 +155,17 @@ def measure(local: LocalMode, env: str, colds: int, hits: int, pool_size: int, t
             posts.append(posted)
             ready.append(answered)
     local.api("DELETE", f"/pools/{env}")
-    return {"cold_deploy_to_200": summary(cold), "pool_fill": summary([filled]), "pool_hit_post": summary(posts),
-            "pool_hit_post_to_200": summary(ready), "raw": {"cold": cold, "pool_hit_post": posts}}
+    burst = warm_burst(local, env, BURST)
+    return {"cold_deploy_to_200": summary(cold), "pool_fill": summary([filled]), "warm_burst": summary([burst]),
+            "pool_hit_post": summary(posts), "pool_hit_post_to_200": summary(ready),
+            "raw": {"cold": cold, "pool_hit_post": posts}}
 
 
 def table(results: dict[str, Any]) -> str:
     rows = [("peer: jupyter alone, start -> api/status 200", results["jupyter_alone"]),
             ("cold deploy: POST -> location answers 200", results["cold_deploy_to_200"]),
             ("pool of N: PUT size -> N available", results["pool_fill"]),
+            (f"burst: {BURST} launches on a pool of {BURST}, all answer", results["warm_burst"]),
             ("pool hit: POST /deployments (201)", results["pool_hit_post"]),
             ("pool hit: POST -> location answers 200", results["pool_hit_post_to_200"])]
     lines = [f"{'what':<46}{'n':>4}{'median':>11}{'p95':>11}{'max':>11}"]
