@@ -2,7 +2,7 @@
 that never touches a service should not pay for its client.
 
     class AwsStager:
-        ecs = LazyClient["ECSClient"]("ecs")
+        ecs: LazyClient[ECSClient] = LazyClient("ecs")
 
         def __init__(self, settings, *, ecs=None):
             self.settings, self._ecs = settings, ecs   # a given client (moto, a Stubber) is used as it is
