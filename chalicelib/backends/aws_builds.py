@@ -15,7 +15,7 @@ from chalicelib.backends.aws_common import aws_errors, chunks, error_code
 from chalicelib.backends.base import BuildEvent, BuildRequest, BuildState, Handle
 from chalicelib.config import Settings
 from chalicelib.lazy_clients import LazyClient
-from chalicelib.models import BuildStatus
+from chalicelib.statuses import BuildStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_codebuild import CodeBuildClient

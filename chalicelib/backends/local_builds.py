@@ -24,8 +24,8 @@ from chalicelib import errors
 from chalicelib.backends.base import BuildEvent, BuildRequest, BuildState, Handle
 from chalicelib.backends.local_common import GIT, git, run, trim, work_dir
 from chalicelib.config import Settings
-from chalicelib.models import BuildStatus
 from chalicelib.resolver import FULL_SHA, Advertisement, GitHttpResolver
+from chalicelib.statuses import BuildStatus
 
 log = logging.getLogger(__name__)
 
