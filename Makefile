@@ -21,8 +21,15 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # make bench [BENCH_ARGS=--quick]: every benchmark, one table (bench/run.py); local mode alone: bench/local_bench.py
-BENCH_ARGS ?=
-bench: $(STAMP)
+# Its JupyterHub peer's pins: bench/requirements.txt into .venv, configurable-http-proxy into bench/node_modules.
+BENCH_ARGS  ?=
+BENCH_STAMP  = $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) bench/requirements.txt bench/package.json bench/package-lock.json
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	cd bench && npm ci --no-audit --no-fund --loglevel=error
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)

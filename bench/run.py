@@ -11,6 +11,9 @@ its output streamed to stderr; the last JSON line of its output is its result:
                 and that the import creates no boto3 client/session and loads no X-Ray;
 - package_size: `chalice package` deployment.zip (< 10 MB);
 - local_bench:  local mode's pool-hit POST p95 (<= 50 ms) and cold deployment times;
+- jupyterhub_peer: the same cold launches and burst on JupyterHub (API only, pinned in bench/requirements.txt
+                and bench/package.json), with as many cold launches; local mode's cold median, cold p95
+                and burst are then shown as ratios to JupyterHub's (lower is better);
 - scale:        bench/scale.py's rows, when that file exists.
 
 A failing benchmark marks its section FAILED with the tail of its output; the others still run.
@@ -54,11 +57,13 @@ WRITES = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWri
 
 def benches(quick: bool) -> dict[str, list[str]]:
     """name -> arguments of bench/<name>.py (besides --json)."""
+    cold = "5" if quick else "10"  # local mode and JupyterHub: as many cold launches each
     found = {
         "round_trips": [],
         "cold_start": ["--runs", "10" if quick else "15"],
         "package_size": [],
-        "local_bench": ["--cold", "5", "--hits", "10"] if quick else ["--cold", "10", "--hits", "20"],
+        "local_bench": ["--cold", cold, "--hits", "10" if quick else "20"],
+        "jupyterhub_peer": ["--cold", cold],
         "scale": [],
     }
     return {name: args for name, args in found.items() if (BENCH / f"{name}.py").exists()}
@@ -155,6 +160,26 @@ def local_bench(result: dict[str, Any]) -> list[str]:
                 "< 0.3 s", result["warm_burst"]["median"] < 0.3)]
 
 
+def jupyterhub_peer(result: dict[str, Any]) -> list[str]:
+    cold, burst = result["cold"], result["burst"]
+    return [row(f"cold: POST -> api/status 200, median/p95 (n={cold['n']})",
+                f"{cold['median']:.2f} s / {cold['p95']:.2f} s"),
+            row(f"burst: {burst['users']} users at once, all answer", f"{burst['median']:.2f} s"),
+            "  " + ", ".join(f"{name} {number}" for name, number in result["versions"].items())]
+
+
+def versus_jupyterhub(outcomes: dict[str, dict[str, Any]]) -> list[str]:
+    """Local mode's figures over JupyterHub's, both from this run."""
+    local, hub = (outcomes.get(name, {}) for name in ("local_bench", "jupyterhub_peer"))
+    if not (local.get("ok") and hub.get("ok")):
+        return ["  needs both local_bench and jupyterhub_peer"]
+    local, hub = local["result"], hub["result"]
+    pairs = [("cold median", local["cold_deploy_to_200"]["median"], hub["cold"]["median"]),
+             ("cold p95", local["cold_deploy_to_200"]["p95"], hub["cold"]["p95"]),
+             (f"burst of {hub['burst']['users']} (pool)", local["warm_burst"]["median"], hub["burst"]["median"])]
+    return [row(f"{label}: {ours:.2f} s vs {theirs:.2f} s", f"{ours / theirs:.2f}x") for label, ours, theirs in pairs]
+
+
 def scale(result: dict[str, Any]) -> list[str]:
     """One row per fleet size; RunTask must stay within its bound (the sum of ceil(missing / 10)), Scan at 0."""
     columns = ("pools", "servers", "due", "calls", "RunTask", "bound", "writes", "Scan", "tick s")
@@ -170,6 +195,7 @@ SECTIONS = {"round_trips": ("round trips per request (AWS calls)", round_trips),
             "cold_start": ("cold start (import time, fresh processes)", cold_start),
             "package_size": ("deployment package", package_size),
             "local_bench": ("local mode", local_bench),
+            "jupyterhub_peer": ("JupyterHub peer (API only, SimpleLocalProcessSpawner, CHP)", jupyterhub_peer),
             "scale": ("scale (bench/scale.py)", scale)}
 
 
@@ -184,6 +210,12 @@ def table(outcomes: dict[str, dict[str, Any]], seconds: float) -> str:
                 f"  FAILED ({outcome['error']}):", *(f"    | {line}" for line in outcome["tail"] or ["(no output)"])]
         except (KeyError, TypeError, ValueError, AttributeError) as error:  # a changed result shape
             lines.append(f"  cannot show the result ({error!r}); see the JSON file")
+    if "local_bench" in outcomes or "jupyterhub_peer" in outcomes:
+        lines.append("local mode / JupyterHub, same run (lower is better)")
+        try:
+            lines += versus_jupyterhub(outcomes)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as error:
+            lines.append(f"  cannot compare ({error!r}); see the JSON file")
     lines += ["-" * 80, row("total wall time", f"{seconds:.1f} s", f"< {BUDGET_SECONDS} s", seconds < BUDGET_SECONDS)]
     return "\n".join(lines)
 

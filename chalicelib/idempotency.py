@@ -1,9 +1,8 @@
 """Safe retries: a POST sent again with the same ``Idempotency-Key`` gets the first answer back.
 
-Built on powertools' idempotency utility, storing its records in the app's own table
-(``pk = IDEMPOTENCY``, ``sk = <scope>#<hash of the key>``, expiring through the table's TTL on
-``expires_at``). A request that fails leaves no record, so its retry runs again; a retry that
-arrives while the first is still running is told so (409) rather than launching twice.
+Built on powertools' idempotency utility; its records are the store's (``store/idempotency.py``:
+the app's own table, expiring through its TTL). A request that fails leaves no record, so its retry
+runs again; a retry that arrives while the first is still running is told so (409) rather than launching twice.
 
 "Still running" is judged by the invocation's own deadline, not the client's patience. API Gateway
 gives up after 29 s (then the client sees 504 and retries), but the invocation may go on: a cold
@@ -22,9 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from chalicelib.errors import BadRequest, Conflict, Invalid
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
-
-    from chalicelib.store.dynamo import Dynamo
+    from aws_lambda_powertools.utilities.idempotency import BasePersistenceLayer
 
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, as the IETF draft's keys are
 Reply = tuple[int, Any]
@@ -44,20 +41,9 @@ class _Deadline:
 
 
 class Idempotency:
-    def __init__(self, dynamo: Dynamo, ttl: int) -> None:
-        self.dynamo = dynamo
+    def __init__(self, records: Callable[[], BasePersistenceLayer], ttl: int) -> None:
+        self.records = records  # where answers are kept, made on first use (store/idempotency.py)
         self.ttl = ttl
-        self._layer: DynamoDBPersistenceLayer | None = None
-
-    @property
-    def layer(self) -> DynamoDBPersistenceLayer:
-        if self._layer is None:  # built on first use: importing powertools' idempotency costs a cold start
-            from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
-
-            self._layer = DynamoDBPersistenceLayer(
-                table_name=self.dynamo.table_name, key_attr="pk", sort_key_attr="sk", static_pk_value="IDEMPOTENCY",
-                expiry_attr="expires_at", boto3_client=self.dynamo.client)
-        return self._layer
 
     def run(self, key: str | None, scope: str, payload: Any, action: Callable[[], Reply],
             lambda_context: Any = None) -> Reply:
@@ -79,7 +65,7 @@ class Idempotency:
             # powertools reads only get_remaining_time_in_millis() of the context it is given
             config.register_lambda_context(_Deadline(lambda_context))  # type: ignore[arg-type]
 
-        @idempotent_function(data_keyword_argument="request", persistence_store=self.layer, config=config)  # type: ignore[untyped-decorator]
+        @idempotent_function(data_keyword_argument="request", persistence_store=self.records(), config=config)  # type: ignore[untyped-decorator]
         def once(request: dict[str, Any]) -> dict[str, Any]:
             status, body = action()
             return {"status": status, "body": body}

@@ -159,11 +159,7 @@ def subscribe_to_servers(services: Services) -> None:
 
 def ensure_table(services: Services) -> None:
     """Local mode only (the Lambda role may not create tables): the table, if its DynamoDB lacks it."""
-    dynamo = services.store.dynamo
-    try:
-        dynamo.client.describe_table(TableName=dynamo.table_name)
-    except dynamo.client.exceptions.ResourceNotFoundException:
-        dynamo.create_table()
+    services.store.dynamo.create_table(if_missing=True)
 
 
 def stop_servers(services: Services) -> None:

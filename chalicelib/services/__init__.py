@@ -58,5 +58,5 @@ def build_services(settings: Settings, *, store: Store | None = None, builder: B
         servers=servers,
         deployments=DeploymentService(settings, store, stagings, servers, clock),
         pools=PoolService(settings, store, stagings, servers, builds, clock),
-        idempotency=Idempotency(store.dynamo, settings.idempotency_ttl),
+        idempotency=Idempotency(store.idempotency.layer, settings.idempotency_ttl),
     )

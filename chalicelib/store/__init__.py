@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from chalicelib.store.builds import BuildStore
 from chalicelib.store.dynamo import ConditionFailed, Dynamo
 from chalicelib.store.environments import EnvironmentStore
+from chalicelib.store.idempotency import IdempotencyRecords
 from chalicelib.store.leases import Lease, LeaseStore
 from chalicelib.store.servers import ServerStore
 from chalicelib.store.tokens import TokenStore
@@ -22,6 +23,7 @@ class Store:
         self.dynamo = Dynamo(table_name, region, client)
         self.builds = BuildStore(self.dynamo)
         self.environments = EnvironmentStore(self.dynamo)
+        self.idempotency = IdempotencyRecords(self.dynamo)
         self.leases = LeaseStore(self.dynamo)
         self.servers = ServerStore(self.dynamo)
         self.tokens = TokenStore(self.dynamo)

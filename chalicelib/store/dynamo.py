@@ -228,8 +228,9 @@ class Dynamo:
                 return
             kwargs["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
 
-    def create_table(self) -> None:
-        """Create the table as infra/ does (used by tests and local mode)."""
+    def create_table(self, *, if_missing: bool = False) -> None:
+        """Create the table as infra/ does (used by tests and local mode); ``if_missing``: a table of that
+        name may exist already (local mode on DynamoDB Local), and then it is left as it is."""
         attributes: dict[str, Any] = {"pk": "S", "sk": "S", "repository": "S", "created_at": "N", "avail_env": "S",
                                       "launch": "S", "kind_pk": "S", "kind_sk": "S"}
         indexes: list[Any] = []
@@ -238,13 +239,18 @@ class Dynamo:
             if range_key:
                 schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
             indexes.append({"IndexName": name, "KeySchema": schema, "Projection": {"ProjectionType": "ALL"}})
-        self.client.create_table(
-            TableName=self.table_name,
-            AttributeDefinitions=[{"AttributeName": k, "AttributeType": t} for k, t in attributes.items()],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            GlobalSecondaryIndexes=indexes,
-            BillingMode="PAY_PER_REQUEST",
-        )
+        try:
+            self.client.create_table(
+                TableName=self.table_name,
+                AttributeDefinitions=[{"AttributeName": k, "AttributeType": t} for k, t in attributes.items()],
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                GlobalSecondaryIndexes=indexes,
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except self.client.exceptions.ResourceInUseException:
+            if not if_missing:
+                raise
+            return
         self.client.update_time_to_live(
             TableName=self.table_name,
             TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
