@@ -124,8 +124,10 @@ def start_database(cleanup: ExitStack) -> str:
         for name, value in FAKE_CREDENTIALS.items():
             os.environ.setdefault(name, value)  # DynamoDB Local accepts any credentials
         return f"{external} (AWS_ENDPOINT_URL)"
+    from chalicelib import local_moto
     from chalicelib.local_database import AtomicMotoServer
 
+    local_moto.install()  # moto's costs that grow with the table, gone (local_moto.py says which)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per tick's queries otherwise
     server = AtomicMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

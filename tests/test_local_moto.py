@@ -1,0 +1,149 @@
+"""local_moto's speed-ups change nothing a client sees: the same calls, made against moto as it is and
+against moto with them, get the same answers (errors and rolled-back transactions included)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from moto.dynamodb import models as dynamodb_models
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.responses import DynamoResult
+
+from chalicelib import local_moto
+from chalicelib.store.dynamo import Dynamo
+
+TABLE = "binderless"
+FULL = {"pk": {"S": "SERVER#env"}, "sk": {"S": "a"}, "avail_env": {"S": "env"}, "created_at": {"N": "10"},
+        "text": {"S": "ünïcode \"quoted\" \\ /"}, "number": {"N": "-1.5e3"}, "flag": {"BOOL": True},
+        "nothing": {"NULL": True}, "map": {"M": {"inner": {"L": [{"S": "x"}, {"N": "2"}]}}},
+        "names": {"SS": ["b", "a"]}, "numbers": {"NS": ["1", "2"]}}
+
+
+def key(sk: str, pk: str = "SERVER#env") -> dict[str, Any]:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def update(sk: str, expression: str, **extra: Any) -> dict[str, Any]:
+    return {"Update": {"TableName": TABLE, "Key": key(sk), "UpdateExpression": expression, **extra}}
+
+
+def put(sk: str, **attributes: Any) -> dict[str, Any]:
+    return {"Put": {"TableName": TABLE, "Item": {**key(sk), **attributes}}}
+
+
+def missing(sk: str, **extra: Any) -> dict[str, Any]:
+    return {"ConditionCheck": {"TableName": TABLE, "Key": key(sk), "ConditionExpression": "attribute_exists(pk)",
+                               **extra}}
+
+
+def answer(call: Callable[[], Any]) -> Any:
+    """What the client gets: the reply without its request id, or the error with its reasons."""
+    try:
+        reply = call()
+    except ClientError as error:
+        return {"error": error.response["Error"], "reasons": error.response.get("CancellationReasons")}
+    reply.pop("ResponseMetadata", None)
+    reply.get("Table", {}).pop("CreationDateTime", None)
+    return reply
+
+
+def conversation() -> list[Any]:
+    """Every kind of call the app makes, and the ways a transaction fails, on a fresh table."""
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    Dynamo(TABLE, "us-east-1", client).create_table()
+    scan = lambda: client.scan(TableName=TABLE)  # noqa: E731
+    calls: list[Callable[[], Any]] = [
+        lambda: client.put_item(TableName=TABLE, Item=FULL),
+        lambda: client.put_item(TableName=TABLE, Item={**key("c"), "avail_env": {"S": "env"},
+                                                       "created_at": {"N": "11"}}),
+        lambda: client.get_item(TableName=TABLE, Key=key("a")),
+        lambda: client.get_item(TableName=TABLE, Key=key("nobody")),
+        lambda: client.query(TableName=TABLE, IndexName="available", KeyConditionExpression="avail_env = :e",
+                             ExpressionAttributeValues={":e": {"S": "env"}}, Limit=1),
+        lambda: client.query(TableName=TABLE, KeyConditionExpression="pk = :p",
+                             ExpressionAttributeValues={":p": {"S": "SERVER#env"}}),
+        lambda: client.update_item(TableName=TABLE, Key=key("a"), UpdateExpression="ADD hits :one",
+                                   ExpressionAttributeValues={":one": {"N": "1"}}, ReturnValues="ALL_NEW"),
+        # Succeeds: every action is applied.
+        lambda: client.transact_write_items(TransactItems=[
+            update("a", "SET #s = :s", ExpressionAttributeNames={"#s": "state"},
+                   ExpressionAttributeValues={":s": {"S": "running"}}),
+            put("b", created_at={"N": "12"}),
+            {"Delete": {"TableName": TABLE, "Key": key("c")}}]),
+        scan,
+        # The last action fails: the update, the put and the delete before it are undone.
+        lambda: client.transact_write_items(TransactItems=[
+            update("a", "SET #s = :s", ExpressionAttributeNames={"#s": "state"},
+                   ExpressionAttributeValues={":s": {"S": "stolen"}}),
+            put("d", created_at={"N": "13"}),
+            {"Delete": {"TableName": TABLE, "Key": key("b")}},
+            update("new-in-a-new-partition", "ADD n :one", ExpressionAttributeValues={":one": {"N": "1"}}),
+            missing("nobody")]),
+        scan,
+        # The first action fails, and says what it found.
+        lambda: client.transact_write_items(TransactItems=[
+            update("a", "SET x = :x", ConditionExpression="attribute_not_exists(pk)",
+                   ExpressionAttributeValues={":x": {"N": "1"}}, ReturnValuesOnConditionCheckFailure="ALL_OLD"),
+            put("e")]),
+        scan,
+        lambda: client.batch_get_item(RequestItems={TABLE: {"Keys": [key("a"), key("b"), key("nobody")]}}),
+        lambda: client.delete_item(TableName=TABLE, Key=key("b"), ReturnValues="ALL_OLD"),
+        lambda: client.put_item(TableName=TABLE, Item={**key("bin"), "blob": {"B": b"\x00\xffbytes"}}),
+        lambda: client.get_item(TableName=TABLE, Key=key("bin")),  # bytes: moto's serializer writes it
+        lambda: client.describe_table(TableName=TABLE),
+        scan,
+    ]
+    return [answer(call) for call in calls]
+
+
+@pytest.fixture
+def speeded_up() -> Iterator[None]:
+    """local_moto installed for one test, and moto put back as it was afterwards (other tests use it)."""
+    already = bool(local_moto.ORIGINALS)
+    local_moto.install()
+    yield
+    if not already:
+        originals = local_moto.ORIGINALS
+        DynamoDBBackend.transact_write_items = originals["transact_write_items"]  # type: ignore[method-assign]
+        vars(dynamodb_models)["copy"] = originals["copy"]
+        DynamoResult.execute_result = originals["execute_result"]  # type: ignore[method-assign]
+        originals.clear()
+
+
+def test_every_answer_is_the_one_moto_gives(speeded_up: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as as_it_was:
+        for name, where in (("transact_write_items", DynamoDBBackend), ("execute_result", DynamoResult)):
+            as_it_was.setattr(where, name, local_moto.ORIGINALS[name])
+        as_it_was.setitem(vars(dynamodb_models), "copy", local_moto.ORIGINALS["copy"])
+        with mock_aws():
+            expected = conversation()
+    with mock_aws():
+        answers = conversation()
+    assert answers == expected
+    before, after_failures = answers[8], answers[10]
+    assert after_failures == before and answers[12] == before  # failed transactions wrote nothing
+    assert answers[9]["error"]["Code"] == answers[11]["error"]["Code"] == "TransactionCanceledException"
+
+
+def test_a_transaction_copies_only_the_items_it_names(speeded_up: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        Dynamo(TABLE, "us-east-1", client).create_table()
+        for number in range(200):
+            client.put_item(TableName=TABLE, Item={**key(f"{number:03}"), "n": {"N": str(number)}})
+        copies: list[Item] = []
+        copy_item = Item.__deepcopy__
+        monkeypatch.setattr(Item, "__deepcopy__", lambda item, memo: copies.append(item) or copy_item(item, memo))
+        with pytest.raises(ClientError, match="TransactionCanceled"):
+            client.transact_write_items(TransactItems=[update("001", "SET n = :n", ExpressionAttributeValues={
+                ":n": {"N": "-1"}}), missing("nobody")])
+        # The one item it changes (moto's update copies it too), not the table's 200 (moto copied them all).
+        assert {copied.range_key.value for copied in copies} == {"001"}
+        item = client.get_item(TableName=TABLE, Key=key("001"))["Item"]
+        assert item["n"] == {"N": "1"}  # and that one is put back
