@@ -173,7 +173,7 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"{label:<46}{stats['n']:>4}" + "".join(f"{stats[k] * 1000:>9.0f}ms" for k in
                                                           ("median", "p95", "max")))
     lines.append(f"cold deploy / jupyter alone (medians): {results['cold_vs_jupyter']:.2f}x, "
-                 f"+{results['cold_over_jupyter_ms']:.0f} ms")
+                 f"{results['cold_over_jupyter_ms']:+.0f} ms")
     return "\n".join(lines)
 
 

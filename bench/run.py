@@ -153,7 +153,7 @@ def local_bench(result: dict[str, Any]) -> list[str]:
             row(f"cold: POST -> location 200, median/p95 (n={cold['n']})",
                 f"{cold['median']:.2f} s / {cold['p95']:.2f} s"),
             row("cold / jupyter alone (medians, same run)",
-                f"{result['cold_vs_jupyter']:.2f}x (+{result['cold_over_jupyter_ms']:.0f} ms)", "<= +150 ms",
+                f"{result['cold_vs_jupyter']:.2f}x ({result['cold_over_jupyter_ms']:+.0f} ms)", "<= +150 ms",
                 result["cold_over_jupyter_ms"] <= COLD_OVER_JUPYTER_MS),
             row("pool of N: PUT size -> N available", f"{result['pool_fill']['median']:.2f} s"),
             row("burst: 10 on a pool of 10, all answer", f"{result['warm_burst']['median']:.2f} s",

@@ -176,14 +176,14 @@ def serve(config: Config, host: str, port: int, cleanup: ExitStack) -> LocalDevS
     """Chalice's local server (what ``chalice local`` runs) in a thread; the main thread waits for signals."""
     from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer
 
-    from chalicelib.local_http import LocalRequestHandler
+    from chalicelib.local_http import LocalHTTPServer, LocalRequestHandler
 
     app = config.chalice_app
     # What chalice.local.create_local_server does: the current request becomes thread-local.
     CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
     app.__class__ = CustomLocalChalice
     try:
-        server = LocalDevServer(app, config, host, port, handler_cls=LocalRequestHandler)
+        server = LocalDevServer(app, config, host, port, handler_cls=LocalRequestHandler, server_cls=LocalHTTPServer)
     except OSError as error:  # most likely the port is taken
         raise CannotStart(f"binderless local mode could not start on {host}:{port}: {error}") from None
     cleanup.callback(server.server.server_close)

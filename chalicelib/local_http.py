@@ -12,12 +12,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from chalice.local import ChaliceRequestHandler, LocalGatewayException
+from chalice.local import ChaliceRequestHandler, LocalGatewayException, ThreadedHTTPServer
 
 from chalicelib.errors import BinderError, NotFound, to_response
 from chalicelib.routes.middleware import origin_policy
 
 NO_ROUTE = NotFound("No such path in this API; GET /openapi.json lists them.")
+
+
+class LocalHTTPServer(ThreadedHTTPServer):
+    # socketserver listens with a backlog of 5: a burst of launches (a class opening one link, a page
+    # of Thebe cells) overflows it, and every connection the kernel drops waits a second for the
+    # client's SYN retry. 128 is what werkzeug and tornado ask for.
+    request_queue_size = 128
 
 
 class LocalRequestHandler(ChaliceRequestHandler):

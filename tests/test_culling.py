@@ -210,3 +210,14 @@ def test_without_a_usable_jupyter_server_it_execs_plain_jupyter_server_that_neve
     argv = (tmp_path / "argv").read_text().split()
     assert argv[:2] == ["server", "--port=1"] and "--MappingKernelManager.cull_idle_timeout=600" in argv
     assert [a for a in argv if "shutdown_no_activity" in a] == ["--ServerApp.shutdown_no_activity_timeout=0"]
+
+
+def test_the_server_starts_without_compiling_rfc3987_syntax_and_jsonschema_still_checks_uris() -> None:
+    """jupyter_events' jsonschema would build rfc3987_syntax's grammar on import (2.5 s of each start)."""
+    prelude = SERVE.split("from importlib")[0]  # what SERVE does before anything imports jupyter_server
+    probe = ("import jupyter_server.serverapp, jsonschema\n"
+             "checker = jsonschema.FormatChecker()\n"
+             "print(sys.modules.get('rfc3987_syntax'), checker.conforms('http://x/', 'uri'),"
+             " checker.conforms('not a uri', 'uri'))")
+    done = subprocess.run([sys.executable, "-c", prelude + probe], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["None", "True", "False"], done.stderr
