@@ -3,7 +3,8 @@
 One process: the Chalice app on Chalice's own local server (http://127.0.0.1:8000, or HOST and
 PORT), DynamoDB from an embedded moto server in a child process, atomic per request (or whatever
 AWS_ENDPOINT_URL names, e.g. DynamoDB Local), the local backend (git clones, ``jupyter server``
-processes) and a timer thread standing in for the scheduled function. Ctrl-C (or SIGTERM) stops it and every notebook server it started.
+processes) and a timer thread standing in for the scheduled function. Ctrl-C (or SIGTERM) stops it
+and every notebook server it started.
 """
 
 from __future__ import annotations
