@@ -1,10 +1,9 @@
 """Local mode: ``python -m chalicelib.local`` (``make run``) serves the whole API with no AWS account.
 
 One process: the Chalice app on Chalice's own local server (http://127.0.0.1:8000, or HOST and
-PORT), DynamoDB from an embedded moto server in a child process, atomic per request (or whatever
-AWS_ENDPOINT_URL names, e.g. DynamoDB Local), the local backend (git clones, ``jupyter server``
-processes) and a timer thread standing in for the scheduled function. Ctrl-C (or SIGTERM) stops it
-and every notebook server it started.
+PORT), DynamoDB from an embedded moto server, atomic per request (or whatever AWS_ENDPOINT_URL names, e.g. DynamoDB
+Local), the local backend (git clones, ``jupyter server`` processes) and a timer thread standing in
+for the scheduled function. Ctrl-C (or SIGTERM) stops it and every notebook server it started.
 """
 
 from __future__ import annotations
@@ -118,20 +117,25 @@ def ensure_admin_token() -> None:
 
 
 def start_database(cleanup: ExitStack) -> str:
-    """Point boto3 at DynamoDB: AWS_ENDPOINT_URL when set, else a moto server in a process of its own.
+    """Point boto3 at DynamoDB: AWS_ENDPOINT_URL when set, else a moto server in this process.
     Returns what the banner says about it."""
     external = os.environ.get("AWS_ENDPOINT_URL")
     if external:
         for name, value in FAKE_CREDENTIALS.items():
             os.environ.setdefault(name, value)  # DynamoDB Local accepts any credentials
         return f"{external} (AWS_ENDPOINT_URL)"
-    from chalicelib.local_database import EmbeddedDynamoDB
+    from chalicelib import local_moto
+    from chalicelib.local_database import AtomicMotoServer
 
+    local_moto.install()  # moto's costs that grow with the table, gone (local_moto.py says which)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per tick's queries otherwise
+    server = AtomicMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    cleanup.callback(server.stop)
+    host, port = server.get_host_and_port()
     # Fake credentials always: nothing this process signs should carry a real key, even to moto.
     os.environ.update(FAKE_CREDENTIALS)
-    database = EmbeddedDynamoDB.start(dict(os.environ))
-    cleanup.callback(database.stop)
-    os.environ["AWS_ENDPOINT_URL"] = database.url
+    os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
     return f"{os.environ['AWS_ENDPOINT_URL']} (embedded moto; gone when this stops)"
 
 

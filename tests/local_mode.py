@@ -67,13 +67,6 @@ def alive(process: psutil.Process) -> bool:
         return False
 
 
-def is_database(process: psutil.Process) -> bool:
-    try:
-        return "chalicelib.local_database" in process.cmdline()
-    except psutil.NoSuchProcess:
-        return False
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -101,13 +94,8 @@ class LocalMode:
         return healthy and "Ctrl-C stops it" in self.output()
 
     def servers(self) -> list[psutil.Process]:
-        """The notebook servers it runs, and their kernels (and git, pip): every child but its database."""
-        return [child for child in psutil.Process(self.process.pid).children(recursive=True)
-                if not is_database(child)]
-
-    def database(self) -> psutil.Process:
-        """The embedded DynamoDB's process (chalicelib.local_database)."""
-        return next(child for child in psutil.Process(self.process.pid).children() if is_database(child))
+        """The notebook servers it runs, and their kernels."""
+        return list(psutil.Process(self.process.pid).children(recursive=True))
 
     def server(self, server_id: str) -> psutil.Process:
         for process in psutil.Process(self.process.pid).children():

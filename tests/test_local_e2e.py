@@ -114,7 +114,6 @@ def test_a_pool_hands_out_ready_servers_and_refills(local: LocalMode, environmen
 def test_ctrl_c_stops_local_mode_and_every_server_it_started(local: LocalMode, environment: str) -> None:
     processes = local.servers()
     assert len(processes) >= 3  # the pool's two and the one handed out, at least
-    processes.append(local.database())
     local.process.send_signal(signal.SIGINT)
     assert local.process.wait(30) == 0, local.output()
     assert [p.pid for p in processes if alive(p)] == []
