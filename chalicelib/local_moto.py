@@ -7,12 +7,15 @@ slower the longer it runs (its TTL never deletes, so stopped servers and counter
   227 ms a transaction at 1,000 items, against 8 ms at 20 (this machine). ``journal_transactions``
   copies only the items the transaction names, the only ones it can change, and puts them back
   itself when it fails; moto's own copy becomes the table itself, so its rollback does nothing.
+- **Each update expression's clauses are counted at every level of its tree** (no two SET, ADD or
+  REMOVE clauses), a third of a claim's transaction. ``count_clauses_once`` counts them at the root,
+  which holds every clause of the levels below: the same expressions pass, the same ones fail.
 - **Its generic response serializer** walks each attribute value through the service model: a
   query of 11 items spends most of its time there. Data-plane results are DynamoDB JSON already,
   so ``plain_json_results`` writes them with ``json.dumps``; anything else (bytes, timestamps,
   the control plane, errors) still goes through moto's serializer.
 
-Both are checked against moto's own behaviour in tests/test_local_moto.py. Installed once, by the
+All are checked against moto's own behaviour in tests/test_local_moto.py. Installed once, by the
 embedded server (``local_database.AtomicMotoServer``); they change nothing a client can see.
 """
 
@@ -28,6 +31,8 @@ from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
+from moto.dynamodb.parsing.ast_nodes import UpdateExpression  # type: ignore[attr-defined]
+from moto.dynamodb.parsing.validators import ActionCountValidator
 from moto.dynamodb.responses import DynamoResult
 
 # Operations whose results hold only strings, numbers, booleans, lists and maps (binary values are
@@ -44,12 +49,14 @@ Snapshot = list[tuple[Table, DynamoType, DynamoType | None, Item | None]]
 
 
 def install() -> None:
-    """Both speed-ups, once per process."""
+    """The speed-ups, once per process."""
     with _installed:
         if not ORIGINALS:
             ORIGINALS.update(transact_write_items=DynamoDBBackend.transact_write_items,
-                             copy=vars(dynamodb_models)["copy"], execute_result=DynamoResult.execute_result)
+                             copy=vars(dynamodb_models)["copy"], execute_result=DynamoResult.execute_result,
+                             traverse=ActionCountValidator.traverse)
             journal_transactions()
+            count_clauses_once()
             plain_json_results()
 
 
@@ -106,6 +113,17 @@ def _restore(saved: Snapshot) -> None:
                 table.items[hash_key][range_key] = item
             elif not table.items[hash_key]:
                 del table.items[hash_key]  # as if this transaction had never made its partition
+
+
+def count_clauses_once() -> None:
+    original = ActionCountValidator.traverse
+
+    def traverse(self: ActionCountValidator, node: Any) -> Any:
+        if isinstance(node, UpdateExpression):  # the root: what it passes, every subtree passes
+            return self.verify_action_counts(node)
+        return original(self, node)
+
+    ActionCountValidator.traverse = traverse  # type: ignore[method-assign]
 
 
 def plain_json_results() -> None:
