@@ -6,7 +6,7 @@ its threaded server runs each request in a thread of its own, so two concurrent 
 both pass the same condition (the same pooled server handed to two clients) or crash with
 "dictionary changed size during iteration". Serialising requests at the server gives each one the
 atomicity DynamoDB gives; the API's own requests still interleave between their calls, as
-Lambdas do. A call takes moto 5 to 10 ms of CPU here (with local_moto's speed-ups). Serving moto from
+Lambdas do. A call takes moto 4 to 16 ms of CPU here (with local_moto's speed-ups). Serving moto from
 a child process of its own was tried and measured: no faster (0.48 and 0.69 s for a burst of 10,
 against 0.37 and 0.41 s in this process), so it stays in local mode's process.
 """

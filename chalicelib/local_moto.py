@@ -1,7 +1,8 @@
-"""Two costs of moto's DynamoDB that grow with local mode's use, taken away for the embedded server.
+"""Three costs of moto's DynamoDB, taken away for local mode's embedded server.
 
-moto is written to check programs against, not to serve them, and two of its habits make local mode
-slower the longer it runs (its TTL never deletes, so stopped servers and counters pile up):
+moto is written to check programs against, not to serve them. One of its habits makes local mode
+slower the longer it runs (its TTL never deletes, so stopped servers and counters pile up), two
+more make every call dearer than it need be:
 
 - **Every TransactWriteItems deep-copies the whole table** first, to roll back if a condition fails:
   227 ms a transaction at 1,000 items, against 8 ms at 20 (this machine). ``journal_transactions``
@@ -15,8 +16,9 @@ slower the longer it runs (its TTL never deletes, so stopped servers and counter
   so ``plain_json_results`` writes them with ``json.dumps``; anything else (bytes, timestamps,
   the control plane, errors) still goes through moto's serializer.
 
-All are checked against moto's own behaviour in tests/test_local_moto.py. Installed once, by the
-embedded server (``local_database.AtomicMotoServer``); they change nothing a client can see.
+All are checked against moto's own behaviour in tests/test_local_moto.py. Installed once, by local
+mode before it starts its embedded server (``local.start_database``); they change nothing a client
+can see.
 """
 
 from __future__ import annotations

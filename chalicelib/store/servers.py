@@ -23,6 +23,9 @@ DUE_SERVER = "DUE#SERVER"
 CLAIM_CANDIDATES = 10
 CLAIM_ROUNDS = 5
 
+NO_QUOTAS = Quotas()
+TRANSACTION_ITEMS = 100  # DynamoDB's limit on the actions of one TransactWriteItems
+
 
 class _Turns:
     """One claim of an environment at a time per process. A Lambda serves one request at a time, so on
@@ -40,8 +43,6 @@ class _Turns:
 
 
 TURNS = _Turns()
-NO_QUOTAS = Quotas()
-TRANSACTION_ITEMS = 100  # DynamoDB's limit on the actions of one TransactWriteItems
 
 
 @dataclass(frozen=True)
