@@ -121,18 +121,21 @@ def from_address(monkeypatch: Any, address: str) -> None:
     monkeypatch.setattr(LambdaEventConverter, "LOCAL_SOURCE_IP", address)
 
 
-def atomic_calls(world: World) -> None:
+def atomic_calls(world: World) -> list[str]:
     """moto's in-process backends are not thread-safe; AWS makes each request atomic. A lock around
-    each call models that while threads still interleave between their calls (as in test_claims.py)."""
-    lock = threading.Lock()
+    each call models that while threads still interleave between their calls. Returns the operations
+    called (DynamoDB's and ECS's), as they are called."""
+    lock, calls = threading.Lock(), []
     for aws in (world.dynamodb, world.ecs):
         call = aws._make_api_call
 
-        def atomic(*args: Any, _call: Callable[..., Any] = call) -> Any:
+        def atomic(operation: str, *args: Any, _call: Callable[..., Any] = call) -> Any:
             with lock:
-                return _call(*args)
+                calls.append(operation)
+                return _call(operation, *args)
 
         aws._make_api_call = atomic
+    return calls
 
 
 @contextmanager

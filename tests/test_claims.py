@@ -12,7 +12,7 @@ import pytest
 
 from chalicelib.store import servers
 from tests.conftest import World, auth
-from tests.helpers import pool_of, run_all_starting, staged
+from tests.helpers import atomic_calls, pool_of, run_all_starting, staged
 
 
 def filled_pool(client: Any, world: World, size: int) -> str:
@@ -44,21 +44,6 @@ def test_an_empty_pools_claim_query_brings_the_staging_to_start_from(client: Any
 
     assert claim.server is None and calls == ["Query"]
     assert claim.staging == world.services.stagings.get(environment)  # launchable, found by the same query
-
-
-def atomic_calls(world: World) -> list[str]:
-    """moto's in-process tables are not thread-safe; DynamoDB makes each request atomic, so a lock
-    around each call models it while the claims still interleave between their query and transaction.
-    Returns the operations called, as they are called."""
-    lock, call, calls = threading.Lock(), world.dynamodb._make_api_call, []
-
-    def atomic(operation: str, *args: Any) -> Any:
-        with lock:
-            calls.append(operation)
-            return call(operation, *args)
-
-    world.dynamodb._make_api_call = atomic  # type: ignore[method-assign]
-    return calls
 
 
 def claim_concurrently(world: World, environment: str, claims: int) -> list[str]:

@@ -101,6 +101,23 @@ def test_cold_deploy_gets_its_location_from_the_task_event(client: Any, world: W
                                                                 "size": 0}
 
 
+def test_a_delete_that_an_event_overtakes_still_stops_the_server(client: Any, world: World) -> None:
+    """The server read for a DELETE may change before the DELETE writes: its task's first event (or,
+    locally, its readiness) lands in between. The DELETE stops what the server has become, not a 500."""
+    environment = staged(client, world)
+    server_id = body(post(client, f"/deployments/{environment}", headers={}))["id"]
+    stale = world.services.store.servers.get(environment, server_id)
+    assert stale is not None and stale.state.value == "starting"
+    task = task_of(world, environment, server_id)
+    task_event(client, world, task, "RUNNING")  # records the task and its address: the stored server moved
+
+    stopped = world.services.deployments.stop(stale)
+
+    assert stopped.state.value == "stopping" and stopped.handle  # the fresh server, with its task
+    (described,) = world.ecs.describe_tasks(cluster=world.settings.cluster, tasks=[task])["tasks"]
+    assert described["desiredStatus"] == "STOPPED"  # and its task was asked to stop
+
+
 def test_pool_fills_hands_out_at_once_and_refills(client: Any, world: World) -> None:
     environment = staged(client, world)
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from chalicelib.backends.base import Launched, Spawner, TaskState, handle_id
 from chalicelib.config import Settings
-from chalicelib.errors import BinderError
+from chalicelib.errors import BinderError, Unavailable
 from chalicelib.models import LIVE_STATES, Server, ServerState, Staging
 from chalicelib.store import ConditionFailed, Store
 from chalicelib.store.counters import Quotas, RateLimit
@@ -120,7 +120,20 @@ class ServerLifecycle:
         """Ask the platform to stop a live server; the stop event (or the schedule) ends it.
 
         A server whose task is not recorded yet goes to ``stopping`` too: the event that records
-        its task stops it (or the schedule, finding no task, ends it)."""
+        its task stops it (or the schedule, finding no task, ends it). ``server`` may be stale: an
+        event that moved it meanwhile (it answered, it was recorded) costs a read and another try."""
+        for _ in range(RECORD_TRIES):
+            try:
+                return self._stop(server, reason)
+            except ConditionFailed:
+                fresh = self.store.servers.get(server.environment_name, server.id)
+                if fresh is None:
+                    return server
+                server = fresh
+        raise Unavailable(f"Server '{server.id}' is changing too often to stop right now; try again.",
+                          headers={"Retry-After": "1"})
+
+    def _stop(self, server: Server, reason: str) -> Server:
         if server.state not in LIVE_STATES:
             return server
         if not server.handle and not server.launch:
