@@ -6,6 +6,7 @@ import hashlib
 import json
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import boto3
@@ -176,3 +177,13 @@ def auth(token: str = ADMIN) -> dict[str, str]:
 
 def body(response: Any) -> Any:
     return json.loads(response.body)
+
+
+@pytest.fixture
+def local_spawner(tmp_path: Path) -> Iterator[Any]:
+    """A LocalSpawner working in ``tmp_path`` with a short stop grace; every server it started ends after the test."""
+    from chalicelib.backends.local import LocalSpawner
+
+    spawner = LocalSpawner(Settings(backend="local", local_dir=str(tmp_path / "work")), grace=0.5)
+    yield spawner
+    spawner.stop_all()

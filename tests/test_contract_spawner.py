@@ -13,7 +13,7 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
@@ -21,7 +21,6 @@ from botocore.awsrequest import AWSResponse
 from chalicelib.backends.aws import AwsSpawner, AwsStager
 from chalicelib.backends.base import EnvironmentSpec, Handle, Spawner, TaskState, handle_id
 from chalicelib.backends.local import LocalSpawner
-from chalicelib.config import Settings
 from tests.conftest import World
 from tests.local_mode import wait_for
 
@@ -178,10 +177,8 @@ class TestAwsSpawner(SpawnerContract):
 
 class TestLocalSpawner(SpawnerContract):
     @pytest.fixture
-    def spawner(self, tmp_path: Path) -> Iterator[LocalSpawner]:
-        spawner = LocalSpawner(Settings(backend="local", local_dir=str(tmp_path / "work")), grace=0.5)
-        yield spawner
-        spawner.stop_all()
+    def spawner(self, local_spawner: LocalSpawner) -> LocalSpawner:
+        return local_spawner
 
     @pytest.fixture
     def environment(self, tmp_path: Path) -> Handle:

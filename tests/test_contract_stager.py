@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -15,7 +14,6 @@ from chalicelib import errors
 from chalicelib.backends.aws import AwsSpawner, AwsStager
 from chalicelib.backends.base import EnvironmentSpec, Sidecar, Spawner, Stager, handle_id
 from chalicelib.backends.local import LocalSpawner, LocalStager
-from chalicelib.config import Settings
 from tests.conftest import World
 
 HUGE = Sidecar("postgres", "public.ecr.aws/docker/library/postgres:16", cpu=1024, memory=2048)
@@ -70,10 +68,8 @@ class TestLocalStager(StagerContract):
         return LocalStager()
 
     @pytest.fixture
-    def spawner(self, tmp_path: Path) -> Iterator[LocalSpawner]:
-        spawner = LocalSpawner(Settings(backend="local", local_dir=str(tmp_path / "work")), grace=0.5)
-        yield spawner
-        spawner.stop_all()
+    def spawner(self, local_spawner: LocalSpawner) -> LocalSpawner:
+        return local_spawner
 
     @pytest.fixture
     def image(self, tmp_path: Path) -> str:
