@@ -44,7 +44,7 @@ import psutil
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from local_bench import BURST, RESULTS, answers, summary  # noqa: E402 (after the path)
+from local_bench import BURST, answers, report, summary  # noqa: E402 (after the path)
 
 from tests.load import run_concurrently  # noqa: E402
 from tests.local_mode import OPENER, Reply, alive, call, free_port, wait_for  # noqa: E402
@@ -228,13 +228,7 @@ def main() -> None:
     results = {"cold": summary(cold), "burst": {**summary([burst_seconds]), "users": args.burst},
                "versions": versions(), "raw": {"cold": cold},
                "settings": {"cpus": os.cpu_count(), "python": platform.python_version()}}
-    print(table(results))
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"jupyterhub-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2))
-    print(f"written to {path}", flush=True)
-    if args.json:
-        print(json.dumps({key: value for key, value in results.items() if key != "raw"}))
+    report("jupyterhub", table(results), results, as_json=args.json)
 
 
 if __name__ == "__main__":

@@ -177,6 +177,18 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def report(name: str, printed: str, results: dict[str, Any], *, as_json: bool) -> None:
+    """Print the table, write every figure to bench/results/<name>-<time>.json and, with ``as_json``,
+    print the summary (all but the raw samples) as JSON on the last line, for bench/run.py."""
+    print(printed)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(f"written to {path}", flush=True)
+    if as_json:
+        print(json.dumps({key: value for key, value in results.items() if key != "raw"}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cold", type=int, default=20, help="cold deployments to time")
@@ -197,13 +209,7 @@ def main() -> None:
     results["cold_vs_jupyter"], results["cold_over_jupyter_ms"] = cold / alone, (cold - alone) * 1000
     results["settings"] = {"tick_seconds": args.tick, "check_interval_seconds": 1, "pool_size": args.pool_size,
                            "cpus": os.cpu_count(), "python": platform.python_version()}
-    print(table(results))
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"local-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2))
-    print(f"written to {path}", flush=True)
-    if args.json:
-        print(json.dumps({key: value for key, value in results.items() if key != "raw"}))
+    report("local", table(results), results, as_json=args.json)
 
 
 if __name__ == "__main__":
