@@ -51,7 +51,8 @@ TARGETS = {
     "ECS event (RUNNING)": 2,
 }
 COLD_OVER_JUPYTER_MS = 150  # issue 12: a local cold launch within jupyter's own start-up plus this
-POOL_HIT_P95_MS = 50
+POOL_HIT_P95_MS = 50  # the POST's own reply
+POOL_HIT_TO_200_P95_MS = 40  # issue 12: a pool hit's POST until its location answers
 WRITES = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")
 
 
@@ -149,7 +150,8 @@ def local_bench(result: dict[str, Any]) -> list[str]:
     post, ready, cold = result["pool_hit_post"], result["pool_hit_post_to_200"], result["cold_deploy_to_200"]
     return [row(f"pool hit: POST 201, p95 (n={post['n']})", f"{post['p95'] * 1000:.1f} ms", f"<= {POOL_HIT_P95_MS} ms",
                 post["p95"] * 1000 <= POOL_HIT_P95_MS),
-            row(f"pool hit: POST -> location 200, p95 (n={ready['n']})", f"{ready['p95'] * 1000:.1f} ms"),
+            row(f"pool hit: POST -> location 200, p95 (n={ready['n']})", f"{ready['p95'] * 1000:.1f} ms",
+                f"< {POOL_HIT_TO_200_P95_MS} ms", ready["p95"] * 1000 < POOL_HIT_TO_200_P95_MS),
             row(f"cold: POST -> location 200, median/p95 (n={cold['n']})",
                 f"{cold['median']:.2f} s / {cold['p95']:.2f} s"),
             row("cold / jupyter alone (medians, same run)",

@@ -1,9 +1,10 @@
 """Local mode: ``python -m chalicelib.local`` (``make run``) serves the whole API with no AWS account.
 
 One process: the Chalice app on Chalice's own local server (http://127.0.0.1:8000, or HOST and
-PORT), DynamoDB from an embedded moto server, atomic per request (or whatever AWS_ENDPOINT_URL names, e.g. DynamoDB
-Local), the local backend (git clones, ``jupyter server`` processes) and a timer thread standing in
-for the scheduled function. Ctrl-C (or SIGTERM) stops it and every notebook server it started.
+PORT); DynamoDB from an embedded moto, atomic per request and reached without a socket (its HTTP
+server is for other processes), or whatever AWS_ENDPOINT_URL names (e.g. DynamoDB Local); the local
+backend (git clones, ``jupyter server`` processes) and a timer thread standing in for the scheduled
+function. Ctrl-C (or SIGTERM) stops it and every notebook server it started.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def start_database(cleanup: ExitStack) -> str:
             os.environ.setdefault(name, value)  # DynamoDB Local accepts any credentials
         return f"{external} (AWS_ENDPOINT_URL)"
     from chalicelib import local_moto
-    from chalicelib.local_database import AtomicMotoServer
+    from chalicelib.local_database import AtomicMotoServer, answer_in_process
 
     local_moto.install()  # moto's costs that grow with the table, gone (local_moto.py says which)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per tick's queries otherwise
@@ -136,6 +137,7 @@ def start_database(cleanup: ExitStack) -> str:
     # Fake credentials always: nothing this process signs should carry a real key, even to moto.
     os.environ.update(FAKE_CREDENTIALS)
     os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
+    answer_in_process(os.environ["AWS_ENDPOINT_URL"])  # the server is for other processes (the CLI)
     return f"{os.environ['AWS_ENDPOINT_URL']} (embedded moto; gone when this stops)"
 
 
@@ -156,7 +158,7 @@ def subscribe_to_servers(services: Services) -> None:
 
     spawner = services.servers.spawner
     if isinstance(spawner, LocalSpawner):
-        spawner.subscribe(services.servers.apply_event)
+        spawner.subscribe(services.servers.take_event)
 
 
 def ensure_table(services: Services) -> None:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from chalicelib.store import servers
+from chalicelib.store import turns
 from tests.conftest import World, auth
 from tests.helpers import atomic_calls, pool_of, run_all_starting, staged
 
@@ -58,8 +59,8 @@ def claim_concurrently(world: World, environment: str, claims: int) -> list[str]
 def test_concurrent_claims_never_share_a_server(client: Any, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     environment = filled_pool(client, world, 6)
     atomic_calls(world)
-    # As from separate Lambdas: claims in one process take turns (servers.TURNS), these must race.
-    monkeypatch.setattr(servers.TURNS, "of", lambda _: threading.Lock())
+    # As from separate Lambdas: claims in one process take turns (store/turns.py), these must race.
+    monkeypatch.setattr(turns.TURNS, "of", lambda _: contextlib.nullcontext(turns.Turn()))
     claimed = claim_concurrently(world, environment, 16)
 
     assert Counter(claimed).most_common(1)[0][1] == 1  # nobody got a server twice
@@ -68,14 +69,59 @@ def test_concurrent_claims_never_share_a_server(client: Any, world: World, monke
     assert pool["running"] == len(claimed) and pool["available"] == 6 - len(claimed)
 
 
-def test_claims_in_one_process_take_turns_and_so_never_collide(client: Any, world: World) -> None:
+def test_claims_in_one_process_take_turns_and_share_one_query(client: Any, world: World) -> None:
     """Local mode serves every request in one process: there a burst on a pool costs one transaction a
-    claim, where racing claimers pay for every collision (they measured 24 for 10 claims)."""
+    claim, where racing claimers pay for every collision (they measured 24 for 10 claims), and the
+    claims queued behind the first try what its query found instead of asking again."""
     environment = filled_pool(client, world, 6)
     calls = atomic_calls(world)
-    claimed = claim_concurrently(world, environment, 6)
+    with turns.TURNS.of(environment) as turn:  # a claim is under way: the burst queues behind it
+        workers = ThreadPoolExecutor(max_workers=6)
+        burst = workers.map(lambda _: world.services.store.servers.claim(
+            environment, now=world.clock(), stop_at=world.clock() + 60).server, range(6))
+        wait_until(lambda: turn.waiting == 6)
+    claimed = [server.id for server in burst if server]
+    workers.shutdown()
+
     assert len(set(claimed)) == 6
-    assert calls.count("TransactWriteItems") == 6 and calls.count("Query") == 6
+    assert calls == ["Query"] + ["TransactWriteItems"] * 6
+
+
+def test_a_stale_handed_on_candidate_costs_a_query_not_a_server(client: Any, world: World,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    environment = filled_pool(client, world, 2)
+    store = world.services.store.servers
+    listed = list(world.services.store.dynamo.query(
+        "avail_env = :e", {":e": {"S": environment}}, index="available"))
+    first = store.claim(environment, now=world.clock(), stop_at=world.clock() + 60).server
+    assert first is not None
+    taken = [item for item in listed if item["sk"] in ("STAGING", f"SERVER#{first.id}")]
+    with turns.TURNS.of(environment) as turn:  # as if a claimer waited while `first` was claimed
+        turn.waiting += 1
+        turn.hand_on(taken)
+        turn.waiting -= 1
+    calls = atomic_calls(world)
+
+    second = store.claim(environment, now=world.clock(), stop_at=world.clock() + 60).server
+
+    assert second is not None and second.id != first.id
+    assert calls == ["TransactWriteItems", "Query", "TransactWriteItems"]  # the stale one failed its condition
+
+    with turns.TURNS.of(environment) as turn:
+        turn.waiting += 1
+        turn.hand_on(taken)
+        turn.waiting -= 1
+    monkeypatch.setattr(turns, "HANDED_ON_FOR", 0.0)  # too old to be worth a transaction
+    calls.clear()
+    assert store.claim(environment, now=world.clock(), stop_at=world.clock() + 60).server is None
+    assert calls == ["Query"]
+
+
+def wait_until(check: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not within the time"
+        time.sleep(0.005)
 
 
 def test_a_claim_that_loses_the_race_takes_the_next_server(client: Any, world: World) -> None:

@@ -12,12 +12,16 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from chalicelib.backends.base import TaskState, handle_id
 from chalicelib.backends.local import LocalSpawner
 from chalicelib.config import Settings
+from chalicelib.models import ServerState
+from tests.conftest import World
+from tests.helpers import staged
 from tests.local_mode import LocalMode, call, local_mode, wait_for
 
 ADMIN = "events-admin-" + secrets.token_hex(16)
@@ -28,11 +32,11 @@ def test_the_spawner_tells_when_a_server_answers_and_when_it_exits(tmp_path: Pat
     heard: list[tuple[float, TaskState]] = []
     refusals = 3  # its launch has not saved the handle yet: the first tellings find no server
 
-    def hear(task: TaskState) -> object:
+    def hear(task: TaskState) -> bool:
         nonlocal refusals
         heard.append((time.monotonic(), task))
         refusals -= 1
-        return None if refusals >= 0 else task
+        return refusals < 0
 
     spawner.subscribe(hear)
     try:
@@ -52,6 +56,28 @@ def test_the_spawner_tells_when_a_server_answers_and_when_it_exits(tmp_path: Pat
         assert (exited.status, exited.launch) == ("stopped", "launch-1") and "exited" in exited.reason
     finally:
         spawner.stop_all()
+
+
+def test_an_event_is_told_again_only_while_its_server_awaits_its_handle(
+        client: Any, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool deleted while its servers start leaves servers that will never get their handle; the
+    exits of their processes are taken at once, not told again every 50 ms for 5 s each (measured
+    before: 128 queries within one burst of 10 launches, which took 2.0 s instead of 0.4 s)."""
+    lifecycle = world.services.servers
+    monkeypatch.setattr(lifecycle.spawner, "records_from_events", False)  # as LocalSpawner: start saves handles
+    staging = world.services.stagings.get(staged(client, world))
+    assert staging is not None
+    server = lifecycle._new(staging, world.clock(), False, "launch-1", "k" * 48, solo=True)
+    world.services.store.servers.create([server], due_at=world.clock() + 60)
+    running = TaskState({"id": "4242"}, "running", url="http://127.0.0.1:1/user/x/", launch="launch-1")
+
+    assert lifecycle.take_event(running) is False  # its start has not saved the handle yet: tell again
+
+    deleted = lifecycle.stop(server, "its pool was deleted")
+    assert deleted.state is ServerState.stopping and not deleted.handle
+    assert lifecycle.take_event(running) is True
+    assert lifecycle.take_event(TaskState({"id": "4242"}, "stopped", reason="exited", launch="launch-1")) is True
+    assert lifecycle.take_event(TaskState({"id": "1"}, "running", launch="")) is True  # not ours
 
 
 @pytest.fixture(scope="module")

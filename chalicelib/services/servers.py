@@ -194,32 +194,44 @@ class ServerLifecycle:
     def apply_event(self, task: TaskState) -> Server | None:
         """An event names a task and its launch; events repeat and arrive out of order, so apply
         them idempotently. The first one about a task records it on a server of its launch."""
+        return self._apply_event(task)[0]
+
+    def take_event(self, task: TaskState) -> bool:
+        """``apply_event`` for a spawner that tells of its own servers and tells again until one is
+        taken (local mode). False only while a server of the launch is starting with no handle yet:
+        its start has not saved the handle this event is about. An event about a server that ended
+        before its handle was saved (its pool deleted as it started) is taken: nobody will save it."""
+        server, unsaved = self._apply_event(task)
+        return server is not None or not unsaved
+
+    def _apply_event(self, task: TaskState) -> tuple[Server | None, bool]:
+        """The server the event moved (or None), and whether a server of its launch awaits its handle."""
         if not task.launch:
-            return None  # not started by this version of binderless
+            return None, False  # not started by this version of binderless
         task_id = handle_id(task.handle)
         servers = self.store.servers.of_launch(task.launch)
         server = next((s for s in servers if handle_id(s.handle) == task_id), None)
         if server:
             try:
-                return self.apply(server, task)
+                return self.apply(server, task), False
             except ConditionFailed:
                 fresh = self.store.servers.get(server.environment_name, server.id)  # the index lagged
-                return self.apply(fresh, task) if fresh else None
+                return (self.apply(fresh, task) if fresh else None), False
         if not self.spawner.records_from_events:
-            return None  # its start saves the handle, and has not yet: the spawner tells again
+            return None, any(s.state is ServerState.starting and not s.handle for s in servers)
         unrecorded = [s for s in servers if not s.handle and s.state in LIVE_STATES]
         for _ in range(RECORD_TRIES):
             if not unrecorded:
                 break
             candidate = _pick(unrecorded, task)
             try:
-                return self.apply(candidate, task, record=True)
+                return self.apply(candidate, task, record=True), False
             except ConditionFailed:
                 # A sibling's event recorded it, this event came twice, or the server was deleted.
                 unrecorded.remove(candidate)
                 fresh = self.store.servers.get(candidate.environment_name, candidate.id)
                 if fresh and handle_id(fresh.handle) == task_id:
-                    return self.apply(fresh, task)
+                    return self.apply(fresh, task), False
                 if fresh and not fresh.handle and fresh.state in LIVE_STATES:
                     unrecorded.append(fresh)
         if servers and not any(s.state in LIVE_STATES for s in servers) and task.status != "stopped":
@@ -228,7 +240,7 @@ class ServerLifecycle:
         elif task.status != "stopped":
             # Its server is not in the index yet (it lags a moment): a later event, or the schedule, records it.
             log.info("no server of launch %s to record task %s on yet", task.launch, task_id)
-        return None
+        return None, False
 
     def reconcile(self, servers: Sequence[Server]) -> None:
         """Check servers whose deadline passed: lost events, slow starts, lifetimes, stuck stops."""

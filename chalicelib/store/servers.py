@@ -8,7 +8,6 @@ transaction. So the counters are exact and no server is ever handed out twice.
 from __future__ import annotations
 
 import random
-import threading
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
@@ -18,6 +17,7 @@ from chalicelib.models import LIVE_STATES, SERVER_TRANSITIONS, Server, ServerSta
 from chalicelib.store.counters import Counted, Quotas, RateLimit, quota_error, rate_updates, server_counts
 from chalicelib.store.dynamo import ConditionFailed, Dynamo, assignments, serialize, values
 from chalicelib.store.environments import STAGING, env_pk
+from chalicelib.store.turns import TURNS, Turn
 
 DUE_SERVER = "DUE#SERVER"
 CLAIM_CANDIDATES = 10
@@ -27,22 +27,6 @@ NO_QUOTAS = Quotas()
 TRANSACTION_ITEMS = 100  # DynamoDB's limit on the actions of one TransactWriteItems
 
 
-class _Turns:
-    """One claim of an environment at a time per process. A Lambda serves one request at a time, so on
-    AWS nobody ever waits; local mode serves every request in one process, where claimers of one pool
-    that query at once only collide (measured: 24 transactions for a burst of 10, each as dear as one
-    that succeeds). Taking turns, each claim's query sees what the one before took."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._turns: dict[str, threading.Lock] = {}
-
-    def of(self, environment_name: str) -> threading.Lock:
-        with self._lock:
-            return self._turns.setdefault(environment_name, threading.Lock())
-
-
-TURNS = _Turns()
 
 
 @dataclass(frozen=True)
@@ -76,6 +60,13 @@ def _index_attributes(server: Server, due_at: int | None, expires_at: int | None
 
 def _from_item(item: dict[str, Any]) -> Server:
     return Server.model_validate(item)
+
+
+def _untried(items: list[dict[str, Any]], tried: Sequence[Server]) -> list[dict[str, Any]]:
+    """A claim query's items less the servers tried: [] when no server is left (nothing to hand on)."""
+    gone = {_key(server)[1] for server in tried}
+    left = [item for item in items if item["sk"] not in gone]
+    return left if any(item["sk"] != STAGING for item in left) else []
 
 
 class ServerStore:
@@ -196,29 +187,35 @@ class ServerStore:
         launchable, its staging (the oldest item, so it comes first): the same query tells a cold
         start what to start. Concurrent claimers see the same first items, so each tries a few of
         them in random order; only when every candidate of a round was taken does it ask again."""
-        with TURNS.of(environment_name):
-            return self._claim(environment_name, now=now, stop_at=stop_at, rates=rates, client=client,
+        with TURNS.of(environment_name) as turn:  # turns.py: within one process, claims queue and share queries
+            return self._claim(environment_name, turn, now=now, stop_at=stop_at, rates=rates, client=client,
                                quotas=quotas)
 
-    def _claim(self, environment_name: str, *, now: int, stop_at: int, rates: Sequence[RateLimit],
+    def _claim(self, environment_name: str, turn: Turn, *, now: int, stop_at: int, rates: Sequence[RateLimit],
                client: str, quotas: Quotas) -> Claim:
         staging = None
         handed_out: dict[str, Any] = {"claimed": True, "claimed_at": now, "stop_at": stop_at,
                                       **({"client": client} if client else {})}
+        handed_on = turn.handed_on()
         for _ in range(CLAIM_ROUNDS):
-            items = list(self.db.query("avail_env = :env", values(env=environment_name), index="available",
-                                       limit=CLAIM_CANDIDATES + 1))
+            queried = not handed_on
+            items = handed_on or list(self.db.query("avail_env = :env", values(env=environment_name),
+                                                    index="available", limit=CLAIM_CANDIDATES + 1))
+            handed_on = []
             candidates = [_from_item(item) for item in items if item["sk"] != STAGING]
             staging = next((Staging.model_validate(item) for item in items if item["sk"] == STAGING), staging)
             random.shuffle(candidates)
-            for server in candidates:
+            for tried, server in enumerate(candidates):
                 try:
-                    return Claim(self.transition(server, ServerState.running, due_at=stop_at, rates=rates,
-                                                 quotas=quotas, **handed_out), staging)
+                    claimed = self.transition(server, ServerState.running, due_at=stop_at, rates=rates,
+                                              quotas=quotas, **handed_out)
                 except ConditionFailed:
                     continue  # somebody else claimed it (or the index lagged the table): try the next one
-            if len(items) <= CLAIM_CANDIDATES:
+                turn.hand_on(_untried(items, candidates[:tried + 1]))
+                return Claim(claimed, staging)
+            if queried and len(items) <= CLAIM_CANDIDATES:
                 break  # the pool had no more than these, and all are gone
+        turn.hand_on([])
         return Claim(None, staging)
 
     def _transact(self, actions: list[dict[str, Any]], counted: Sequence[Counted]) -> None:

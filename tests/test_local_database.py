@@ -1,0 +1,124 @@
+"""Local mode's embedded DynamoDB: this process's clients reach moto without a socket, other
+processes through its HTTP server, and both ways take the same one-request-at-a-time lock."""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from chalicelib.local_database import ONE_AT_A_TIME, AtomicMotoServer, InProcess
+from tests.load import free_port
+
+CREDENTIALS = {"region_name": "us-east-1", "aws_access_key_id": "local", "aws_secret_access_key": "local"}
+TABLE = "embedded"
+
+
+@pytest.fixture
+def endpoint() -> Iterator[str]:
+    server = AtomicMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    try:
+        yield url
+    finally:  # moto's state is the process's: leave no table behind for other tests
+        reset = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
+        urllib.request.build_opener(urllib.request.ProxyHandler({})).open(reset, timeout=30).close()
+        server.stop()
+
+
+def over_http(endpoint: str) -> Any:
+    return boto3.session.Session().client("dynamodb", endpoint_url=endpoint, **CREDENTIALS)
+
+
+def in_process(endpoint: str, answered_at: str | None = None) -> Any:
+    """A client of ``endpoint`` answered in this process (as local mode's own clients are)."""
+    client = boto3.session.Session().client("dynamodb", endpoint_url=endpoint, **CREDENTIALS)
+    client.meta.events.register_first("before-send.dynamodb", InProcess(answered_at or endpoint))
+    return client
+
+
+def create_table(client: Any) -> None:
+    client.create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+                        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    client.put_item(TableName=TABLE, Item={"pk": {"S": "server-1"}, "state": {"S": "available"}})
+
+
+def claim(client: Any, who: str) -> bool:
+    """One conditional transaction: hand server-1 to ``who`` unless somebody has it."""
+    try:
+        client.transact_write_items(TransactItems=[{"Update": {
+            "TableName": TABLE, "Key": {"pk": {"S": "server-1"}},
+            "UpdateExpression": "SET #owner = :who, #state = :running",
+            "ConditionExpression": "attribute_not_exists(#owner) AND #state = :available",
+            "ExpressionAttributeNames": {"#owner": "owner", "#state": "state"},
+            "ExpressionAttributeValues": {":who": {"S": who}, ":running": {"S": "running"},
+                                          ":available": {"S": "available"}}}}])
+        return True
+    except ClientError as error:
+        assert error.response["Error"]["Code"] == "TransactionCanceledException"
+        return False
+
+
+def test_this_process_is_answered_without_a_socket_and_shares_the_servers_data(endpoint: str) -> None:
+    nobody_listens = f"http://127.0.0.1:{free_port()}"
+    local = in_process(nobody_listens)
+    create_table(local)  # would be "connection refused" if it went over the network
+
+    item = over_http(endpoint).get_item(TableName=TABLE, Key={"pk": {"S": "server-1"}})["Item"]
+    assert item["state"] == {"S": "available"}  # the operator's CLI, in another process, sees it
+
+
+def test_requests_for_other_endpoints_go_on_their_way(endpoint: str) -> None:
+    elsewhere = f"http://127.0.0.1:{free_port()}"
+    client = in_process(elsewhere, answered_at=endpoint)  # answers only requests for `endpoint`
+    with pytest.raises(Exception, match="Could not connect"):
+        client.list_tables()
+
+
+def test_failed_conditions_come_back_as_dynamodb_answers_them(endpoint: str) -> None:
+    local = in_process(endpoint)
+    create_table(local)
+    with pytest.raises(ClientError) as failed:
+        local.put_item(TableName=TABLE, Item={"pk": {"S": "server-1"}}, ConditionExpression="attribute_not_exists(pk)")
+    assert failed.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+    assert claim(local, "first") and not claim(local, "second")
+
+
+@pytest.mark.parametrize("way", ["in_process", "over_http"])
+def test_a_request_waits_for_the_one_before_it_whichever_way_it_comes(endpoint: str, way: str) -> None:
+    client = in_process(endpoint) if way == "in_process" else over_http(endpoint)
+    create_table(client)
+    done = threading.Event()
+    with ONE_AT_A_TIME:  # a request is being served
+        threading.Thread(target=lambda: (client.get_item(TableName=TABLE, Key={"pk": {"S": "server-1"}}),
+                                         done.set()), daemon=True).start()
+        assert not done.wait(0.5)
+    assert done.wait(10)
+
+
+def test_concurrent_claims_from_both_ways_hand_the_server_to_one(endpoint: str) -> None:
+    clients = [in_process(endpoint), over_http(endpoint)]
+    create_table(clients[0])
+    start = threading.Barrier(16)
+
+    def contend(number: int) -> bool:
+        start.wait()
+        return claim(clients[number % 2], f"claimer-{number}")
+
+    with ThreadPoolExecutor(max_workers=16) as workers:
+        won = [number for number, ok in enumerate(workers.map(contend, range(16))) if ok]
+
+    assert len(won) == 1
+    item = clients[1].get_item(TableName=TABLE, Key={"pk": {"S": "server-1"}}, ConsistentRead=True)["Item"]
+    assert item["owner"] == {"S": f"claimer-{won[0]}"}
