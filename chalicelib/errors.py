@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
 INTERNAL_MESSAGE = "Something went wrong on our side; try again."
@@ -102,3 +106,13 @@ def to_response(error: BaseException, where: str = "a request") -> tuple[int, di
         error = BinderError(INTERNAL_MESSAGE)
     headers: dict[str, str | list[str]] = {"Content-Type": "application/json", **error.headers}
     return error.status, headers, error_body(error.code, error.message)
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """A pydantic error as one line a client can act on: ``limits.cpu: ...; name: unknown field``."""
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "body"
+        message = "unknown field" if item["type"] == "extra_forbidden" else item["msg"]
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems)

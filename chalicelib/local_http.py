@@ -10,12 +10,17 @@ unknown paths get 404 JSON that repeats nothing of the request, and HEAD replies
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any, Callable
 
 from chalice.local import ChaliceRequestHandler, LocalGatewayException, ThreadedHTTPServer
 
+from chalicelib import event_stream
 from chalicelib.errors import BinderError, NotFound, to_response
 from chalicelib.routes.middleware import origin_policy
+
+if TYPE_CHECKING:
+    from chalicelib.providers import Spec
 
 NO_ROUTE = NotFound("No such path in this API; GET /openapi.json lists them.")
 
@@ -48,8 +53,12 @@ class LocalRequestHandler(ChaliceRequestHandler):
         headers, body = self._parse_payload()
         lowered = {name.lower(): value for name, value in headers.items()}
         policy = origin_policy()
+        build = event_stream.build_request(self.path) if self.command == "GET" else None
         try:
             policy.check(lowered)
+            if build:
+                self._stream_launch(*build, lowered, policy.response_headers(lowered.get("origin")))
+                return
             response = self.local_gateway.handle_request(method=self.command, path=self.path, headers=headers,
                                                          body=body)
         except BinderError as error:
@@ -65,6 +74,45 @@ class LocalRequestHandler(ChaliceRequestHandler):
             reply_headers.update(policy.response_headers(lowered.get("origin")))
         response = self._handle_binary(response)
         self._send(response["statusCode"], reply_headers, response["body"])
+
+    def _stream_launch(self, provider: str, spec: str, headers: dict[str, str], cors: dict[str, str]) -> None:
+        """``GET /build/{provider}/{spec}``: BinderHub's event stream, written as the launch goes
+        (Chalice's gateway would hold the whole reply until the launch ends). Whatever goes wrong is
+        a ``failed`` event, as BinderHub tells it: an EventSource cannot read an error reply's body."""
+        from chalicelib.context import get_services
+        from chalicelib.services.launches import failed
+
+        services = get_services()
+        try:
+            parsed, client = self._launch_of(provider, spec, headers)
+            events = services.launches.follow(parsed, client=client, last_event_id=headers.get("last-event-id", ""))
+        except BinderError as error:
+            events = iter([failed(error)])
+        self.send_response(200)
+        self._send_headers({**event_stream.HEADERS, **cors, "Connection": "close"})
+        self.close_connection = True
+        with contextlib.suppress(OSError):  # the client went away: a reconnect with Last-Event-ID finds its server
+            event_stream.stream(events, self._write_now)
+
+    def _launch_of(self, provider: str, spec: str, headers: dict[str, str]) -> tuple[Spec, str | None]:
+        """The launch asked for, and the anonymous client it counts against (None with an API token)."""
+        from chalicelib.context import get_services
+        from chalicelib.providers import parse
+        from chalicelib.routes.api import client_key
+
+        auth = get_services().auth
+        for endpoint in ("builds.create", "deployments.create"):  # a launch by repository does both
+            auth.authorize(endpoint, headers.get("authorization"))
+        parsed = parse(provider, spec, allow_file=True)
+        try:
+            auth.scopes_of(headers.get("authorization"))
+            return parsed, None
+        except BinderError:
+            return parsed, client_key(self.client_address[0])
+
+    def _write_now(self, data: bytes) -> None:
+        self.wfile.write(data)
+        self.wfile.flush()
 
     # The parent bound its own handler to these names; every method comes here instead.
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle

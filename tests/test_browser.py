@@ -134,7 +134,7 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
-def open_page(browser: Any, origin: str, api: str, env: str, client: str) -> dict[str, Any]:
+def open_page(browser: Any, origin: str, api: str, env: str, client: str, **query: str) -> dict[str, Any]:
     """Load the page from ``origin`` and wait for its outcome: what it printed or its error, its timings,
     the status of its launch request as the browser saw it (even one the page may not read) and its console."""
     context = browser.new_context()
@@ -157,7 +157,7 @@ def open_page(browser: Any, origin: str, api: str, env: str, client: str) -> dic
     devtools.send("Network.enable")
     try:
         started = time.monotonic()
-        page.goto(f"{origin}/index.html?{urlencode({'api': api, 'env': env, 'client': client})}")
+        page.goto(f"{origin}/index.html?{urlencode({'api': api, 'env': env, 'client': client, **query})}")
         page.wait_for_function("document.getElementById('output').textContent"
                                " || document.getElementById('error').textContent", timeout=PAGE_TIMEOUT_MS)
         seconds = time.monotonic() - started

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from chalicelib.auth import hash_token
 from chalicelib.context import get_services
-from chalicelib.errors import BadRequest, BinderError, Invalid, to_response
+from chalicelib.errors import BadRequest, BinderError, Invalid, describe_validation_error, to_response
 
 Model = TypeVar("Model", bound=BaseModel)
 # Bodies are parsed as JSON whatever the client calls them: `curl -d` says form-urlencoded, and a
@@ -62,15 +62,6 @@ def parse_body(blueprint: Blueprint, model: type[Model]) -> Model:
         return model.model_validate(data)
     except ValidationError as error:
         raise Invalid(describe_validation_error(error)) from None
-
-
-def describe_validation_error(error: ValidationError) -> str:
-    problems = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "body"
-        message = "unknown field" if item["type"] == "extra_forbidden" else item["msg"]
-        problems.append(f"{where}: {message}")
-    return "; ".join(problems)
 
 
 def reply(body: Any, status: int = 200) -> Response:

@@ -12,6 +12,7 @@ from chalicelib.config import Settings
 from chalicelib.idempotency import Idempotency
 from chalicelib.services.builds import BuildService
 from chalicelib.services.deployments import DeploymentService
+from chalicelib.services.launches import LaunchService
 from chalicelib.services.pools import PoolService
 from chalicelib.services.servers import ServerLifecycle
 from chalicelib.services.stagings import StagingService
@@ -33,6 +34,7 @@ class Services:
     deployments: DeploymentService
     pools: PoolService
     idempotency: Idempotency
+    launches: LaunchService
 
 
 def build_services(settings: Settings, *, store: Store | None = None, builder: Builder | None = None,
@@ -49,6 +51,7 @@ def build_services(settings: Settings, *, store: Store | None = None, builder: B
     builds = BuildService(settings, store, builder, resolver, clock)
     stagings = StagingService(settings, store, stager, clock)
     servers = ServerLifecycle(settings, store, spawner, clock)
+    deployments = DeploymentService(settings, store, stagings, servers, clock)
     return Services(
         settings=settings,
         store=store,
@@ -56,7 +59,8 @@ def build_services(settings: Settings, *, store: Store | None = None, builder: B
         builds=builds,
         stagings=stagings,
         servers=servers,
-        deployments=DeploymentService(settings, store, stagings, servers, clock),
+        deployments=deployments,
         pools=PoolService(settings, store, stagings, servers, builds, clock),
         idempotency=Idempotency(store.idempotency.layer, settings.idempotency_ttl),
+        launches=LaunchService(builds, stagings, deployments),
     )

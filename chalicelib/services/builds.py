@@ -112,6 +112,23 @@ class BuildService:
             raise NotFound(f"No image named '{image_name}'. Build one with POST /builds/repos.")
         return build
 
+    def refresh(self, build: Build) -> Build:
+        """A pending build, asked about by someone waiting on it: ask the builder now rather than at the
+        schedule's next poll (one poll call; if it fails or says pending, the stored build stands)."""
+        if build.status is not BuildStatus.pending or not build.handle:
+            return build
+        try:
+            state, = self.builder.poll([build.handle])
+        except BinderError as error:
+            log.info("could not poll build %s: %s", build.image_name, error.message)
+            return build
+        if state.status is BuildStatus.pending:
+            return build
+        try:
+            return self._record(build, BuildState(state.status, state.image or build.image, state.reason, build.handle))
+        except ConditionFailed:  # an event or the schedule recorded it meanwhile
+            return self.get(build.image_name)
+
     def find(self, repository: str) -> Build:
         canonical = self._canonical(repository)
         build = self.store.builds.latest_for(canonical)

@@ -3,8 +3,11 @@
 //
 // index.html?api=<API>&env=<environment>&client=<services|thebe>. The outcome lands in
 // <pre id="output"> (the printed text) or <pre id="error">, and the times in <pre id="timings">.
+// index.html?api=<API>&client=binder&repo=<git URL>&ref=<ref>: thebe-core's own Binder flow, with the
+// API as its binderUrl (the /build/ event stream), as a Thebe page pointed at mybinder.org would.
 import { KernelManager, ServerConnection } from "@jupyterlab/services";
 import {
+  connectToBinder,
   connectToJupyter,
   makeConfiguration,
   makeRenderMimeRegistry,
@@ -83,6 +86,25 @@ async function runWithThebe(server) {
   });
   const jupyter = connectToJupyter(config);
   await jupyter.ready;
+  return runCell(jupyter, config);
+}
+
+// thebe-core's Binder flow: binderOptions -> EventSource on {binderUrl}/build/git/<repo>/<ref> -> ready.
+async function runWithBinder() {
+  const config = makeConfiguration({
+    binderOptions: { binderUrl: api, repo: params.get("repo"), ref: params.get("ref") || "HEAD", repoProvider: "git" },
+    kernelOptions: { kernelName: "python3", path: "/" },
+    savedSessionOptions: { enabled: false },
+    mathjaxUrl: "",
+  });
+  const server = connectToBinder(config);
+  await server.ready;
+  mark("location");
+  timings.launchStatus = 200;
+  return runCell(server, config);
+}
+
+async function runCell(jupyter, config) {
   const rendermime = makeRenderMimeRegistry(config.mathjax);
   const session = await jupyter.startNewSession(rendermime);
   mark("kernel");
@@ -97,8 +119,13 @@ async function runWithThebe(server) {
 }
 
 async function main() {
-  const server = await launch();
-  const printed = client === "thebe" ? await runWithThebe(server) : await runWithServices(server);
+  let printed;
+  if (client === "binder") {
+    printed = await runWithBinder();
+  } else {
+    const server = await launch();
+    printed = client === "thebe" ? await runWithThebe(server) : await runWithServices(server);
+  }
   mark("output");
   document.getElementById("timings").textContent = JSON.stringify(timings);
   document.getElementById("output").textContent = printed.trim();

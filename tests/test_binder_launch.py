@@ -1,0 +1,156 @@
+"""BinderHub's launch protocol, spoken to by its real clients: thebe-core's Binder flow in Chromium (a
+page on another origin, the API as its ``binderUrl``) and an EventSource-style client that
+reconnects with ``Last-Event-ID``. Local mode, a real git repository, real jupyter servers."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from tests.local_mode import LocalMode, local_mode, wait_for
+from tests.local_repo import make_repository
+from tests.test_browser import (  # noqa: F401 (fixtures, shared with the v2 API's browser test)
+    ADMIN,
+    browser,
+    bundle,
+    open_page,
+    page_origin,
+    site,
+)
+
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+FINAL = ("ready", "failed")
+
+
+@pytest.fixture(scope="module")
+def local(page_origin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMode]:  # noqa: F811
+    with local_mode(tmp_path_factory.mktemp("binder-local"), ADMIN, BINDERLESS_CORS_ORIGINS=page_origin) as mode:
+        yield mode
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("binder-repositories") / "answer"
+    make_repository(path)
+    return path.as_uri()  # file:///...: local mode takes local repositories
+
+
+def build_url(local: LocalMode, repository: str, ref: str = "HEAD", prefix: str = "") -> str:
+    """What thebe-core builds for ``repoProvider: "git"``: the repository URL-escaped, then the ref."""
+    return f"{local.base}{prefix}/build/git/{quote(repository, safe='')}/{ref}"
+
+
+def events(url: str, last_event_id: str = "", timeout: float = 120,
+           token: str | None = ADMIN) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """Read a /build/ stream to its end as EventSource does: (response headers, events, each its
+    ``data`` parsed, with its ``id`` under "_id" when it had one). With an API token by default (as
+    a script would), so these tests do not use up the anonymous test pages' share of servers."""
+    headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last_event_id} if last_event_id else {}),
+               **({"Authorization": f"token {token}"} if token else {})}
+    request = urllib.request.Request(url, headers=headers)
+    received: list[dict[str, Any]] = []
+    with NO_PROXY.open(request, timeout=timeout) as response:
+        event: dict[str, Any] = {}
+        for raw in response:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("id: "):
+                event["_id"] = line[4:]
+            elif line.startswith("data: "):
+                event.update(json.loads(line[6:]))
+            elif not line and event:
+                received.append(event)
+                event = {}
+        return dict(response.headers), received
+
+
+def test_thebe_core_launches_through_the_build_stream_cold_then_from_a_pool(
+        browser: Any, page_origin: str, local: LocalMode, repository: str,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue's acceptance: thebe-core 0.5 pointed at the API as its Binder runs print(6*7) and sees
+    42, first through a build and a cold start, then from a pool of the same environment."""
+    cold = open_page(browser, page_origin, local.base, "", "binder", repo=repository, ref="HEAD")
+    assert cold["output"] == "42", json.dumps(cold, indent=1)
+
+    _, launched = events(build_url(local, repository))  # a second launch: the environment is staged now
+    environment = launched[-1]["_id"].split("/")[1]
+    assert local.api("PUT", f"/pools/{environment}", {"size": 1}).status == 200
+    wait_for(lambda: local.api("GET", f"/pools/{environment}").body["available"] == 1, 60, "the pool is ready")
+
+    pooled = open_page(browser, page_origin, local.base, "", "binder", repo=repository, ref="HEAD")
+    assert pooled["output"] == "42", json.dumps(pooled, indent=1)
+    assert local.api("GET", f"/pools/{environment}").body["running"] >= 1  # the pooled server went to the page
+    with capsys.disabled():
+        for name, outcome in (("cold (build)", cold), ("pooled", pooled)):
+            print(f"\n  thebe-core binder {name:12}: page load -> ready {outcome['timings']['location'] / 1000:.2f} s, "
+                  f"-> 42 {outcome['timings']['output'] / 1000:.2f} s")
+
+
+def test_the_stream_tells_binderhubs_phases_and_a_ready_event_thebe_can_use(local: LocalMode,
+                                                                            repository: str) -> None:
+    headers, told = events(build_url(local, repository))
+    assert headers["Content-Type"].startswith("text/event-stream")
+    phases = [event["phase"] for event in told]
+    assert phases[0] == "waiting" and phases[-1] == "ready" and "launching" in phases, phases
+    ready = told[-1]
+    assert ready["url"].startswith("http://127.0.0.1:") and ready["url"].endswith("/")
+    assert ready["token"] and ready["repo_url"] == repository
+    status = urllib.request.Request(ready["url"] + "api/status", headers={"Authorization": f"token {ready['token']}"})
+    with NO_PROXY.open(status, timeout=10) as answered:
+        assert answered.status == 200
+
+
+def test_a_reconnect_with_last_event_id_follows_the_same_server_and_never_starts_another(
+        local: LocalMode, repository: str) -> None:
+    _, first = events(build_url(local, repository))
+    ready = first[-1]
+    assert ready["phase"] == "ready", first
+    environment = ready["_id"].split("/")[1]
+    servers_before = len(local.api("GET", f"/deployments/{environment}").body)
+
+    for _ in range(3):  # EventSource reconnects whenever the stream ends, with the last id it saw
+        _, again = events(build_url(local, repository), last_event_id=ready["_id"])
+        assert [event["phase"] for event in again][-1] == "ready"
+        assert (again[-1]["url"], again[-1]["token"]) == (ready["url"], ready["token"])
+
+    assert len(local.api("GET", f"/deployments/{environment}").body) == servers_before
+
+
+def test_a_repository_that_cannot_be_fetched_ends_in_a_failed_event(local: LocalMode, tmp_path: Path) -> None:
+    started = time.monotonic()
+    _, told = events(build_url(local, (tmp_path / "nothing-here").as_uri()))
+    assert told[-1]["phase"] == "failed" and told[-1]["message"], told
+    assert "ready" not in [event["phase"] for event in told]
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("path, status", [("/build/svn/some/thing", 400), ("/build/gh/no-repo", 400)])
+def test_a_spec_no_provider_can_read_is_a_failed_event_with_its_status(local: LocalMode, path: str,
+                                                                      status: int) -> None:
+    _, told = events(local.base + path, token=None)
+    assert [event["phase"] for event in told] == ["failed"]
+    assert told[0]["status_code"] == status and told[0]["message"]
+
+
+def test_the_stream_answers_under_api_too(local: LocalMode, repository: str) -> None:
+    _, told = events(build_url(local, repository, prefix="/api"))
+    assert told[-1]["phase"] == "ready"
+
+
+def test_the_page_origin_may_read_the_stream_and_another_may_not(local: LocalMode, page_origin: str,  # noqa: F811
+                                                                 repository: str) -> None:
+    request = urllib.request.Request(build_url(local, repository), headers={"Origin": page_origin})
+    with NO_PROXY.open(request, timeout=120) as response:
+        assert response.headers["Access-Control-Allow-Origin"] == page_origin
+        response.read()
+    stranger = urllib.request.Request(build_url(local, repository), headers={"Origin": "http://evil.invalid"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        NO_PROXY.open(stranger, timeout=30)
+    assert refused.value.code == 403
