@@ -46,6 +46,9 @@ def _key(server: Server) -> tuple[str, str]:
     return env_pk(server.environment_name), f"SERVER#{server.id}"
 
 
+FIELD_INDEXES = ("launch", "task_id")  # of _index_attributes: from the server's fields, not its state
+
+
 def _index_attributes(server: Server, due_at: int | None, expires_at: int | None) -> dict[str, Any]:
     """The sparse index attributes that follow from a server's state (None = absent)."""
     return {
@@ -164,7 +167,11 @@ class ServerStore:
         after = server.model_copy(update={"state": to, **fields})
         changes = {k: v for k, v in after.model_dump(mode="json").items()
                    if k in fields or k == "state"}
-        indexed = _index_attributes(after, due_at, expires_at)
+        was = _index_attributes(server, None, None)
+        # Those that follow from the fields alone are written when they change: a claim (the hot
+        # path) does not rewrite the launch and task the server already has.
+        indexed = {k: v for k, v in _index_attributes(after, due_at, expires_at).items()
+                   if k not in FIELD_INDEXES or v != was[k]}
         sets, names, vals = assignments(changes | {k: v for k, v in indexed.items() if v is not None})
         removed = [k for k, v in indexed.items() if v is None]
         expression = f"SET {sets}" + (f" REMOVE {', '.join(removed)}" if removed else "")
