@@ -11,6 +11,7 @@ from chalicelib.context import get_services
 from chalicelib.logs import configure_logging
 from chalicelib.origins import ALLOW_HEADERS, EXPOSE_HEADERS, MAX_AGE
 from chalicelib.routes.builds import builds
+from chalicelib.routes.compat import compat
 from chalicelib.routes.deployments import deployments
 from chalicelib.routes.meta import meta
 from chalicelib.routes.middleware import errors_as_json, guard_origins
@@ -27,7 +28,7 @@ logger = configure_logging()
 # so the event rules match only this stage's CodeBuild project and ECS cluster.
 settings = get_settings()
 
-for blueprint in (builds, stagings, deployments, pools, meta):
+for blueprint in (builds, stagings, deployments, pools, meta, compat):
     app.register_blueprint(blueprint)
 
 

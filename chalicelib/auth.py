@@ -35,7 +35,7 @@ ENDPOINT_SCOPES = {
     "pools.put": "pools",
     "pools.delete": "pools",
 }
-ALWAYS_PUBLIC = frozenset({"health", "versions", "openapi"})
+ALWAYS_PUBLIC = frozenset({"health", "versions", "openapi", "repoproviders"})
 CHALLENGE = {"WWW-Authenticate": 'token realm="binderless"'}
 # Endpoints about one server that its own token opens too; the route calls ``authorize_server``.
 OWNER_OR_ADMIN = frozenset({"deployments.delete"})

@@ -138,6 +138,8 @@ class Settings(BaseModel):
     max_servers_per_environment: int = Field(200, ge=0)
     max_servers_per_repository: int = Field(200, ge=0)
     max_builds_per_repository: int = Field(2, ge=0, description="builds of one repository running at once")
+    default_environment: str = Field("", max_length=100, description=(
+        "the environment tmpnb's POST /api/spawn hands out servers of (from its pool); none: 404"))
     launch_rate_limit: int = Field(10, ge=0, description="anonymous launches per client address per window")
     launch_rate_window: int = Field(60, gt=0, description="seconds")
     # 4: a reader with a few tabs open, or a household behind one address, fits; yet 125 addresses

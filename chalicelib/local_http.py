@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import urlsplit, urlunsplit
 
 from chalice.local import ChaliceRequestHandler, LocalGatewayException, ThreadedHTTPServer
 
@@ -59,8 +60,7 @@ class LocalRequestHandler(ChaliceRequestHandler):
             if build:
                 self._stream_launch(*build, lowered, policy.response_headers(lowered.get("origin")))
                 return
-            response = self.local_gateway.handle_request(method=self.command, path=self.path, headers=headers,
-                                                         body=body)
+            response = self._route(headers, body)
         except BinderError as error:
             self._send_error(error)
             return
@@ -74,6 +74,19 @@ class LocalRequestHandler(ChaliceRequestHandler):
             reply_headers.update(policy.response_headers(lowered.get("origin")))
         response = self._handle_binary(response)
         self._send(response["statusCode"], reply_headers, response["body"])
+
+    def _route(self, headers: dict[str, Any], body: bytes | None) -> Any:
+        """The app's reply to the path as sent, else (no route) to the path without a leading ``/api``
+        (the seeds: "potentially with a leading /api/ path") or without its trailing slash (v1's
+        ``/bindings/{org}/{repo}/``, tmpnb's ``/api/spawn/``)."""
+        tried: LocalGatewayException | None = None
+        for path in alternatives(self.path):
+            try:
+                return self.local_gateway.handle_request(method=self.command, path=path, headers=headers, body=body)
+            except LocalGatewayException as error:
+                tried = tried or error
+        assert tried is not None
+        raise tried
 
     def _stream_launch(self, provider: str, spec: str, headers: dict[str, str], cors: dict[str, str]) -> None:
         """``GET /build/{provider}/{spec}``: BinderHub's event stream, written as the launch goes
@@ -132,3 +145,13 @@ class LocalRequestHandler(ChaliceRequestHandler):
     def _send_headers_only(self, status: int, headers: dict[str, Any]) -> None:
         self.send_response(status)
         self._send_headers(headers)
+
+
+def alternatives(raw_path: str) -> list[str]:
+    """``raw_path``, then the same without ``/api`` in front, then each without a trailing slash."""
+    parts = urlsplit(raw_path)
+    paths = [parts.path]
+    if parts.path.startswith("/api/"):
+        paths.append(parts.path.removeprefix("/api"))
+    paths += [path.rstrip("/") for path in paths if len(path) > 1 and path.endswith("/")]
+    return [urlunsplit(parts._replace(path=path)) for path in paths]

@@ -20,11 +20,14 @@ from chalicelib.replies import (
     PoolMap,
     PoolReply,
     RegisteredImage,
+    RepoProviders,
     RepositoryBuild,
     ServerList,
     ServerReply,
+    Spawned,
     StagingCreated,
     StagingReply,
+    Stats,
     StatusReply,
     Versions,
 )
@@ -188,6 +191,21 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/versions"): Operation(
         "versions", "Versions of this deployment and its API",
         {200: answer("The versions.", Versions)}, {}),
+    ("POST", "/api/spawn"): Operation(
+        "spawn", "tmpnb: a ready server of the default environment, from its pool",
+        {200: answer("The server's URL, token included.", Spawned)},
+        {404: "This deployment has no default environment (BINDERLESS_DEFAULT_ENVIRONMENT), or it is unknown.",
+         409: "The default environment is not ready.",
+         429: 'The pool has no ready server, or a limit refused the caller: `"status": "full"` (tmpnb\'s '
+              "answer) beside the error; retry after Retry-After seconds.", **BACKEND, **BUSY},
+        description="Never starts a server cold, as tmpnb never did: size the default environment's pool."),
+    ("GET", "/api/stats"): Operation(
+        "stats", "tmpnb: the default environment's pool",
+        {200: answer("Ready servers, the pool's size, this version and the environment's image.", Stats)},
+        {404: "This deployment has no default environment (BINDERLESS_DEFAULT_ENVIRONMENT), or it is unknown."}),
+    ("GET", "/api/repoproviders"): Operation(
+        "repoProviders", "BinderHub: the repository providers a launch link or form may name",
+        {200: answer("The providers, in BinderHub's shape.", RepoProviders)}, {}),
     ("GET", "/openapi.json"): Operation(
         "openapi", "This document", {200: answer("The OpenAPI 3.1 document.", OpenApiDocument)}, {}),
 }

@@ -38,6 +38,7 @@ class ErrorReply(Reply):
     error: str = Field(description="The error's code: BadRequest, Unauthorized, Forbidden, NotFound, Conflict, "
                                    "Gone, Invalid, QuotaExceeded, Unavailable, BackendError, ...")
     message: str = Field(description="What went wrong and what to do about it.")
+    status: Literal["full"] | Absent = optional("tmpnb's word on POST /api/spawn's 429, which its clients look for.")
 
 
 class BuildSummary(Reply):
@@ -130,9 +131,37 @@ class PoolMap(RootModel[dict[str, PoolReply]]):
     """Pools that keep or still have servers, keyed by environment-name."""
 
 
+class Check(Reply):
+    service: str
+    ok: bool
+
+
 class Health(Reply):
+    """BinderHub's shape (``ok``, ``checks``), which Binder monitoring reads, and ours beside it."""
+
+    ok: bool
+    checks: list[Check]
     status: Literal["ok"]
     backend: Literal["aws", "local"]
+
+
+class Spawned(Reply):
+    """tmpnb's answer: the server's URL, token included."""
+
+    url: str
+
+
+class Stats(Reply):
+    """tmpnb's ``/api/stats``, for the default environment's pool."""
+
+    available: int
+    capacity: int
+    version: str
+    container_image: str
+
+
+class RepoProviders(RootModel[list[dict[str, Any]]]):
+    """BinderHub's ``/api/repoproviders``: each provider's id, name and how a launch form asks for it."""
 
 
 class Versions(Reply):

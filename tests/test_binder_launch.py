@@ -32,7 +32,8 @@ FINAL = ("ready", "failed")
 
 @pytest.fixture(scope="module")
 def local(page_origin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMode]:  # noqa: F811
-    with local_mode(tmp_path_factory.mktemp("binder-local"), ADMIN, BINDERLESS_CORS_ORIGINS=page_origin) as mode:
+    with local_mode(tmp_path_factory.mktemp("binder-local"), ADMIN, BINDERLESS_CORS_ORIGINS=page_origin,
+                    BINDERLESS_DEFAULT_ENVIRONMENT="tmpnb") as mode:
         yield mode
 
 
@@ -154,3 +155,27 @@ def test_the_page_origin_may_read_the_stream_and_another_may_not(local: LocalMod
     with pytest.raises(urllib.error.HTTPError) as refused:
         NO_PROXY.open(stranger, timeout=30)
     assert refused.value.code == 403
+
+
+def test_every_route_answers_at_the_root_under_api_and_with_a_trailing_slash(local: LocalMode) -> None:
+    pools = local.api("GET", "/pools")
+    assert pools.status == 200
+    for path in ("/api/pools", "/api/pools/", "/pools/"):
+        assert (local.api("GET", path).status, local.api("GET", path).body) == (200, pools.body), path
+    assert local.api("GET", "/api/openapi.json").body["openapi"].startswith("3.1")
+    assert local.api("GET", "/api/no-such-thing").status == 404
+
+
+def test_tmpnb_spawn_in_local_mode_hands_out_a_pooled_server_then_says_full(local: LocalMode) -> None:
+    # Local mode's image: a directory, served with local mode's own python (registered, not built).
+    assert local.api("POST", "/builds/images", {"image-name": "tmpnb", "image": "tests/fixtures"}).status in (200, 201)
+    assert local.api("POST", "/stagings", {"image-name": "tmpnb", "environment-name": "tmpnb"}).status in (200, 201)
+    assert local.api("PUT", "/pools/tmpnb", {"size": 1}).status == 200
+    wait_for(lambda: local.api("GET", "/api/stats").body.get("available") == 1, 60, "the default pool is ready")
+
+    spawned = local.api("POST", "/api/spawn/", admin=False)  # tmpnb's own path, trailing slash and all
+    assert spawned.status == 200 and "?token=" in spawned.body["url"]
+    with NO_PROXY.open(spawned.body["url"], timeout=10) as page:
+        assert page.status == 200
+    full = local.api("POST", "/api/spawn/", admin=False)
+    assert full.status == 429 and full.body["status"] == "full"

@@ -25,8 +25,8 @@ from chalicelib import openapi
 from chalicelib.auth import ALWAYS_PUBLIC, ENDPOINT_SCOPES, OWNER_OR_ADMIN
 from chalicelib.config import DEFAULT_PUBLIC_ENDPOINTS
 from chalicelib.routes.api import endpoint
-from tests.conftest import ADMIN, World, body
-from tests.helpers import REPO
+from tests.conftest import ADMIN, World, auth, body
+from tests.helpers import REPO, run_all_starting
 from tests.live_api import Seeded, seed, serve
 
 ERROR = {"$ref": "#/components/schemas/ErrorReply"}
@@ -184,6 +184,15 @@ def test_servers_name_the_stage_the_document_was_served_under(world: World) -> N
     assert json.loads(reply["body"])["servers"] == [{"url": "/api"}]
 
 
+def tmpnb_pool(client: Any, world: World, image_name: str) -> None:
+    """The default environment, its pool ready: drawn on by POST /api/spawn alone, not by the generated
+    launches on the seeded environment (which would leave tmpnb's route nothing but 429s)."""
+    staging = {"image-name": image_name, "environment-name": "tmpnb", "limits": {"cpu": "0.25", "memory": "512M"}}
+    assert client.http.post("/stagings", body=json.dumps(staging), headers=auth()).status_code == 201
+    client.http.put("/pools/tmpnb", body=json.dumps({"size": 4}), headers=auth())
+    run_all_starting(client, world, "tmpnb")
+
+
 def with_examples(spec: dict[str, Any], seeded: Seeded) -> dict[str, Any]:
     """The document with examples that name the seeded build, staging and servers."""
     spec = json.loads(json.dumps(spec))
@@ -203,7 +212,8 @@ def with_examples(spec: dict[str, Any], seeded: Seeded) -> dict[str, Any]:
     return spec
 
 
-@pytest.mark.settings(max_pool_size=4)  # generated pool sizes start few (moto) tasks
+# Generated pool sizes start few (moto) tasks; tmpnb's routes serve a pool of their own.
+@pytest.mark.settings(max_pool_size=4, default_environment="tmpnb")
 @pytest.mark.parametrize("caller", ["admin", "anonymous"])
 def test_schemathesis_finds_no_failures(world: World, tmp_path: Path, caller: str) -> None:
     """As an admin every operation must answer 2xx for some request; anonymously exactly the public ones."""
@@ -213,6 +223,7 @@ def test_schemathesis_finds_no_failures(world: World, tmp_path: Path, caller: st
 
     with Client(app) as client:
         seeded = seed(client, world)
+        tmpnb_pool(client, world, seeded.image_name)
     with serve(app) as api:
         with urllib.request.urlopen(f"{api.url}/openapi.json", timeout=10) as reply:  # noqa: S310 (our server)
             spec = json.load(reply)

@@ -11,6 +11,7 @@ from chalicelib.services.servers import ServerLifecycle
 from chalicelib.services.stagings import StagingService
 from chalicelib.store import Store
 from chalicelib.store.counters import RateLimit
+from chalicelib.store.servers import Claim
 
 
 class DeploymentService:
@@ -29,11 +30,9 @@ class DeploymentService:
         against the rate limit and the server against its limit of live servers, in the same
         transaction as the claim or the new server."""
         now = self.clock()
-        limit = self.settings.launch_rate_limit
-        rates = [RateLimit(client, now, self.settings.launch_rate_window, limit)] if client and limit else []
+        rates = self._rates(client, now)
         # One query finds an available server or, failing that, the staging to start one from.
-        claim = self.store.servers.claim(environment_name, now=now, stop_at=now + self.settings.server_max_lifetime,
-                                         rates=rates, client=client or "", quotas=self.servers.quotas)
+        claim = self._claim(environment_name, client, now, rates)
         if claim.server:
             return claim.server, True
         staging = claim.staging or self.stagings.launchable(environment_name)  # not found: says why
@@ -42,6 +41,22 @@ class DeploymentService:
             raise Unavailable(f"No server could be started right now ({server.reason}); try again shortly.",
                               headers={"Retry-After": "30"})
         return server, False
+
+    def claim(self, environment_name: str, *, client: str | None = None) -> Server | None:
+        """A ready server from the environment's pool, or None: never a cold start (tmpnb's spawn)."""
+        now = self.clock()
+        claim = self._claim(environment_name, client, now, self._rates(client, now))
+        if claim.server is None and claim.staging is None:
+            self.stagings.launchable(environment_name)  # an unknown or unready environment: says why
+        return claim.server
+
+    def _claim(self, environment_name: str, client: str | None, now: int, rates: list[RateLimit]) -> Claim:
+        return self.store.servers.claim(environment_name, now=now, stop_at=now + self.settings.server_max_lifetime,
+                                        rates=rates, client=client or "", quotas=self.servers.quotas)
+
+    def _rates(self, client: str | None, now: int) -> list[RateLimit]:
+        limit = self.settings.launch_rate_limit
+        return [RateLimit(client, now, self.settings.launch_rate_window, limit)] if client and limit else []
 
     def find(self, environment_name: str, server_id: str) -> Server:
         """The server's record, whatever its state."""
