@@ -16,13 +16,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 from chalice.local import ChaliceRequestHandler, LocalGatewayException, ThreadedHTTPServer
 
-from chalicelib import event_stream
+from chalicelib import event_stream, launch_page
 from chalicelib.errors import BinderError, NotFound, to_response
 from chalicelib.routes.middleware import origin_policy
 
 if TYPE_CHECKING:
     from chalicelib.providers import Spec
 
+PAGE_HEADERS = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 NO_ROUTE = NotFound("No such path in this API; GET /openapi.json lists them.")
 
 
@@ -55,10 +57,15 @@ class LocalRequestHandler(ChaliceRequestHandler):
         lowered = {name.lower(): value for name, value in headers.items()}
         policy = origin_policy()
         build = event_stream.build_request(self.path) if self.command == "GET" else None
+        launch = launch_page.launch_request(self.path) if self.command == "GET" else None
         try:
             policy.check(lowered)
             if build:
                 self._stream_launch(*build, lowered, policy.response_headers(lowered.get("origin")))
+                return
+            if launch:
+                prefix = "/api" if self.path.startswith("/api/") else ""
+                self._send(200, dict(PAGE_HEADERS), launch_page.page(*launch, stream_prefix=prefix))  # (Chalice pops)
                 return
             response = self._route(headers, body)
         except BinderError as error:

@@ -179,3 +179,34 @@ def test_tmpnb_spawn_in_local_mode_hands_out_a_pooled_server_then_says_full(loca
         assert page.status == 200
     full = local.api("POST", "/api/spawn/", admin=False)
     assert full.status == 429 and full.body["status"] == "full"
+
+
+def test_the_launch_page_lands_the_reader_on_the_server_at_the_path_asked(browser: Any, local: LocalMode,  # noqa: F811
+                                                                         repository: str) -> None:
+    """"Launch as a user hits a URL": /v2/... follows the stream, then opens url + urlpath + ?token=."""
+    for _ in range(2):  # the page's headers are the same every time (Chalice's server pops from the dict it gets)
+        with NO_PROXY.open(f"{local.base}/v2/git/{quote(repository, safe='')}/HEAD", timeout=10) as served:
+            assert served.headers["Content-Type"] == "text/html; charset=utf-8"
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        link = f"{local.base}/v2/git/{quote(repository, safe='')}/HEAD?urlpath=api/contents/hello.py"
+        page.goto(link)
+        page.wait_for_url("**/api/contents/hello.py?token=*", timeout=60_000)
+        assert page.url.startswith("http://127.0.0.1:") and "/user/" in page.url
+        assert json.loads(page.text_content("body") or "{}")["name"] == "hello.py"  # the server, past its token
+    finally:
+        context.close()
+
+
+def test_the_launch_page_says_what_failed_and_what_to_do(browser: Any, local: LocalMode,  # noqa: F811
+                                                         tmp_path: Path) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(f"{local.base}/v2/git/{quote((tmp_path / 'missing').as_uri(), safe='')}/HEAD")
+        page.wait_for_selector("#failure:not([hidden])", timeout=60_000)
+        assert page.text_content("#phase") == "The launch failed"
+        assert "Reload this page" in (page.text_content("#failure") or "")
+    finally:
+        context.close()
