@@ -40,7 +40,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
-BUDGET_SECONDS = 480  # 300 until the JupyterHub peer (about 85 s) joined; 420 until 3 settled bursts and 20 hits (+40 s)
+BUDGET_SECONDS = 480  # 300 before the JupyterHub peer (85 s); 420 before 3 settled bursts and 20 hits (+40 s)
 # AWS calls per request the issue asks for (at most); steps not listed are shown without a target.
 TARGETS = {
     "POST /deployments (pool hit)": 2,

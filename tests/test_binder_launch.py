@@ -32,8 +32,11 @@ FINAL = ("ready", "failed")
 
 @pytest.fixture(scope="module")
 def local(page_origin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMode]:  # noqa: F811
+    # The pages here are all one anonymous client (127.0.0.1): room for all their servers; the
+    # limits themselves are tested elsewhere (test_quotas, test_local_load).
     with local_mode(tmp_path_factory.mktemp("binder-local"), ADMIN, BINDERLESS_CORS_ORIGINS=page_origin,
-                    BINDERLESS_DEFAULT_ENVIRONMENT="tmpnb") as mode:
+                    BINDERLESS_DEFAULT_ENVIRONMENT="tmpnb", BINDERLESS_MAX_SERVERS_PER_CLIENT="50",
+                    BINDERLESS_LAUNCH_RATE_LIMIT="0") as mode:
         yield mode
 
 

@@ -23,7 +23,14 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from chalicelib.errors import BinderError, Conflict, Invalid, Unavailable, describe_validation_error
+from chalicelib.errors import (
+    INTERNAL_MESSAGE,
+    BinderError,
+    Conflict,
+    Invalid,
+    Unavailable,
+    describe_validation_error,
+)
 from chalicelib.models import Build, BuildCreate, BuildStatus, LimitsRequest, Server, StagingCreate
 from chalicelib.providers import Spec
 from chalicelib.services.builds import BuildService
@@ -74,6 +81,9 @@ class LaunchService:
             yield failed(error)
         except ValidationError as error:  # a ref or URL longer than a build request takes
             yield failed(Invalid(describe_validation_error(error)))
+        except Exception:  # noqa: BLE001 (the stream must end in an event, or Thebe sees only a lost connection)
+            log.exception("the launch of %s/%s failed", spec.provider, spec.spec())
+            yield failed(BinderError(INTERNAL_MESSAGE))
 
     def _launch(self, spec: Spec, client: str | None) -> Iterator[Event | None]:
         yield Event("waiting", f"Resolving {spec.ref} of {spec.repository}\n")
