@@ -1,4 +1,5 @@
-"""Operator commands: ``python -m chalicelib.cli token create --name ci --scopes builds,stagings``.
+"""Operator commands: ``python -m chalicelib.cli token create --name ci --scopes builds,stagings``;
+and ``python -m chalicelib.cli launch <repository> [--ref] [--api URL] [--open]`` (launch_cli.py).
 
 Talks to the table named by the same environment variables the app reads
 (and to ``AWS_ENDPOINT_URL`` when set, e.g. local mode's embedded DynamoDB).
@@ -10,13 +11,16 @@ import argparse
 import sys
 from typing import Sequence
 
+from chalicelib import launch_cli
 from chalicelib.errors import BinderError
 from chalicelib.models import SCOPES
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m chalicelib.cli", description=__doc__)
-    tokens = parser.add_subparsers(dest="resource", required=True).add_parser("token", help="API tokens")
+    resources = parser.add_subparsers(dest="resource", required=True)
+    launch_cli.add_parser(resources)
+    tokens = resources.add_parser("token", help="API tokens")
     actions = tokens.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="create a token and print it (once)")
     create.add_argument("--name", required=True, help="who or what the token is for")
@@ -30,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.resource == "launch":  # an HTTP client of the API: no table, no AWS
+        return launch_cli.launch(args)
     from chalicelib.context import get_services
 
     auth = get_services().auth

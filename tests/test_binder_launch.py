@@ -5,6 +5,8 @@ reconnects with ``Last-Event-ID``. Local mode, a real git repository, real jupyt
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -213,3 +215,26 @@ def test_the_launch_page_says_what_failed_and_what_to_do(browser: Any, local: Lo
         assert "Reload this page" in (page.text_content("#failure") or "")
     finally:
         context.close()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "chalicelib.cli", "launch", *args], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[1], check=False)
+
+
+def test_the_cli_launches_a_local_repository_and_prints_its_servers_url(local: LocalMode, repository: str) -> None:
+    done = run_cli(repository.removeprefix("file://"), "--api", local.base)  # a path, as a reader types it
+    assert done.returncode == 0, done.stderr
+    location = done.stdout.strip()
+    assert location.startswith("http://127.0.0.1:") and "?token=" in location
+    with NO_PROXY.open(location, timeout=10) as page:
+        assert page.status == 200
+    assert "[######] ready" in done.stderr  # the progress line reached the last phase
+
+
+def test_the_cli_says_what_failed(local: LocalMode, tmp_path: Path) -> None:
+    done = run_cli((tmp_path / "missing").as_uri(), "--api", local.base)
+    assert done.returncode == 1 and done.stdout == ""
+    assert "error: " in done.stderr
+    refused = run_cli("https://example.org/repo", "--api", "file:///etc/passwd")
+    assert refused.returncode == 1 and "--api must be an http(s):// URL" in refused.stderr
