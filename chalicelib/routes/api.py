@@ -41,9 +41,12 @@ def endpoint(blueprint: Blueprint, name: str) -> Callable[[Callable[..., Any]], 
     return decorate
 
 
-def error_reply(error: BaseException, where: str = "a request") -> Response:
-    """The reply to a request (of endpoint ``where``) that ended with ``error``: ``errors.to_response`` decides it."""
+def error_reply(error: BaseException, where: str = "a request", **also: Any) -> Response:
+    """The reply to a request (of endpoint ``where``) that ended with ``error``: ``errors.to_response`` decides it.
+    ``also``: fields another vocabulary's clients read beside ours (tmpnb's ``status``, BinderHub's ``ok``)."""
     status, headers, body = to_response(error, where)
+    if also:
+        body = json.dumps({**also, **json.loads(body)})
     return Response(body=body, headers=dict(headers), status_code=status)
 
 

@@ -9,14 +9,12 @@ and an anonymous caller's spawns count against its limits as its launches do.
 
 from __future__ import annotations
 
-import json
-
 from chalice.app import Blueprint, Response
 
 from chalicelib import __version__
 from chalicelib.context import get_services
-from chalicelib.errors import NotFound, QuotaExceeded, to_response
-from chalicelib.routes.api import BODY_TYPES, anonymous_client, endpoint, reply
+from chalicelib.errors import NotFound, QuotaExceeded
+from chalicelib.routes.api import BODY_TYPES, anonymous_client, endpoint, error_reply, reply
 
 compat = Blueprint(__name__)
 FULL_RETRY_AFTER = 10  # seconds: about when the schedule has refilled the pool (locally, far sooner)
@@ -39,9 +37,7 @@ def spawn() -> Response:
             raise QuotaExceeded("The pool has no ready server right now; try again in a moment.",
                                 headers={"Retry-After": str(FULL_RETRY_AFTER)})
     except QuotaExceeded as refused:  # tmpnb's clients look for "full"; the error says which limit or why
-        status, headers, body = to_response(refused)
-        return Response(body=json.dumps({**json.loads(body), "status": "full"}), headers=dict(headers),
-                        status_code=status)
+        return error_reply(refused, "spawn", status="full")
     return reply({"url": server.location})
 
 

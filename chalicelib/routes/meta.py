@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 from chalice.app import Blueprint, Response
 
 from chalicelib import __version__
 from chalicelib.context import get_services
-from chalicelib.errors import Unavailable, to_response
-from chalicelib.routes.api import endpoint, reply
+from chalicelib.errors import Unavailable
+from chalicelib.routes.api import endpoint, error_reply, reply
 
 meta = Blueprint(__name__)
 
@@ -22,10 +20,8 @@ def health() -> Response:
         services.store.check()
     except Exception:
         # BinderHub's 503 (``ok``, ``checks``) and our error's fields in one body: either client reads it.
-        status, headers, body = to_response(Unavailable("The database cannot be reached.",
-                                                        headers={"Retry-After": "10"}))
-        unhealthy = {"ok": False, "checks": [{"service": "database", "ok": False}], **json.loads(body)}
-        return Response(body=json.dumps(unhealthy), headers=dict(headers), status_code=status)
+        return error_reply(Unavailable("The database cannot be reached.", headers={"Retry-After": "10"}), "health",
+                           ok=False, checks=[{"service": "database", "ok": False}])
     return reply({"ok": True, "checks": [{"service": "database", "ok": True}], "status": "ok",
                   "backend": services.settings.backend})
 
