@@ -43,6 +43,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 REQUIRED = os.environ.get("BINDERLESS_REQUIRE_BROWSER", "") == "1"
 ADMIN = "browser-admin-" + secrets.token_hex(16)
 PAGE_TIMEOUT_MS = 60_000
+EXTRA_INFO_WAIT = 5.0  # seconds
 CLIENTS = ("services", "thebe")
 
 
@@ -162,6 +163,11 @@ def open_page(browser: Any, origin: str, api: str, env: str, client: str, **quer
                                " || document.getElementById('error').textContent", timeout=PAGE_TIMEOUT_MS)
         seconds = time.monotonic() - started
         timings = page.text_content("#timings") or "{}"
+        # DevTools may tell a launch's status after the page has already shown what came of it (ExtraInfo
+        # events are not ordered with the fetch's outcome): give each launch request a moment to be heard.
+        deadline = time.monotonic() + EXTRA_INFO_WAIT
+        while len(launches) < len(launch_requests) and time.monotonic() < deadline:
+            page.wait_for_timeout(50)  # Playwright's wait, during which the DevTools events are delivered
         return {"output": page.text_content("#output"), "error": page.text_content("#error"), "seconds": seconds,
                 "timings": json.loads(timings), "launches": launches, "failed": list(failed), "console": console[-30:]}
     finally:
