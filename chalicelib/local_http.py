@@ -20,9 +20,6 @@ from chalicelib import event_stream, launch_page
 from chalicelib.errors import BinderError, NotFound, to_response
 from chalicelib.routes.middleware import origin_policy
 
-if TYPE_CHECKING:
-    from chalicelib.providers import Spec
-
 PAGE_HEADERS = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
                 "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 NO_ROUTE = NotFound("No such path in this API; GET /openapi.json lists them.")
@@ -97,38 +94,14 @@ class LocalRequestHandler(ChaliceRequestHandler):
 
     def _stream_launch(self, provider: str, spec: str, headers: dict[str, str], cors: dict[str, str]) -> None:
         """``GET /build/{provider}/{spec}``: BinderHub's event stream, written as the launch goes
-        (Chalice's gateway would hold the whole reply until the launch ends). Whatever goes wrong is
-        a ``failed`` event, as BinderHub tells it: an EventSource cannot read an error reply's body."""
-        from chalicelib.context import get_services
-        from chalicelib.services.launches import failed
-
-        services = get_services()
-        try:
-            parsed, client = self._launch_of(provider, spec, headers)
-            events = services.launches.follow(parsed, client=client, last_event_id=headers.get("last-event-id", ""))
-        except BinderError as error:
-            events = iter([failed(error)])
+        (Chalice's gateway would hold the whole reply until the launch ends), as AWS's stream server
+        (chalicelib/stream_server.py) writes it."""
+        events = event_stream.launch_events(provider, spec, headers, self.client_address[0])
         self.send_response(200)
         self._send_headers({**event_stream.HEADERS, **cors, "Connection": "close"})
         self.close_connection = True
         with contextlib.suppress(OSError):  # the client went away: a reconnect with Last-Event-ID finds its server
             event_stream.stream(events, self._write_now)
-
-    def _launch_of(self, provider: str, spec: str, headers: dict[str, str]) -> tuple[Spec, str | None]:
-        """The launch asked for, and the anonymous client it counts against (None with an API token)."""
-        from chalicelib.context import get_services
-        from chalicelib.providers import parse
-        from chalicelib.routes.api import client_key
-
-        auth = get_services().auth
-        for endpoint in ("builds.create", "deployments.create"):  # a launch by repository does both
-            auth.authorize(endpoint, headers.get("authorization"))
-        parsed = parse(provider, spec, allow_file=True)
-        try:
-            auth.scopes_of(headers.get("authorization"))
-            return parsed, None
-        except BinderError:
-            return parsed, client_key(self.client_address[0])
 
     def _write_now(self, data: bytes) -> None:
         self.wfile.write(data)
