@@ -1,0 +1,196 @@
+"""The AWS streaming function's web server (chalicelib/stream_server.py), run as the Lambda Web Adapter
+runs it: its handler script in a subprocess, the adapter's environment (port, readiness path), read by a
+real HTTP client event by event as they arrive.
+
+The adapter itself (a Rust binary in AWS's layer) and API Gateway are not here: no internet to fetch the
+layer, and nothing local imitates a STREAM integration. What runs is everything the function runs after
+the adapter: the same launch code as local mode, with local mode's backend (a real build and a real
+jupyter server) and, in the Lambda's own environment (BINDERLESS_BACKEND=aws), against a moto server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psutil
+import pytest
+
+from chalicelib.event_stream import KEEPALIVE, TIME_LIMIT
+from chalicelib.stream_server import READY_PATH
+from tests.local_mode import PROJECT, free_port, wait_for
+from tests.local_repo import make_repository
+
+ADMIN = "stream-server-admin-token-0123456789"
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+KEEPALIVE_SECONDS = 0.3
+HANDLER = PROJECT / "chalicelib" / "stream_server.sh"
+
+
+@dataclass
+class Stream:
+    status: int
+    headers: dict[str, str]
+    events: list[dict[str, Any]] = field(default_factory=list)  # data, with "_id" and "_at" (s since the request)
+    comments: list[tuple[float, str]] = field(default_factory=list)
+    ended_at: float = 0.0
+
+    @property
+    def phases(self) -> list[str]:
+        return [event["phase"] for event in self.events]
+
+
+def read_stream(url: str, *, last_event_id: str = "", token: str | None = ADMIN, timeout: float = 120,
+                origin: str = "") -> Stream:
+    """Read a /build/ stream line by line as it arrives, noting when each event and comment came."""
+    headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last_event_id} if last_event_id else {}),
+               **({"Authorization": f"token {token}"} if token else {}), **({"Origin": origin} if origin else {})}
+    started = time.monotonic()
+    with NO_PROXY.open(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
+        stream, event = Stream(response.status, dict(response.headers)), {}
+        for raw in response:
+            line, at = raw.decode().rstrip("\n"), time.monotonic() - started
+            if line.startswith(":"):
+                stream.comments.append((at, line))
+            elif line.startswith("id: "):
+                event["_id"] = line[4:]
+            elif line.startswith("data: "):
+                event.update(json.loads(line[6:]), _at=at)
+            elif not line and event:
+                stream.events.append(event)
+                event = {}
+        stream.ended_at = time.monotonic() - started
+    return stream
+
+
+def http_get(url: str, method: str = "GET") -> tuple[int, dict[str, str], Any]:
+    try:
+        with NO_PROXY.open(urllib.request.Request(url, method=method), timeout=10) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read())
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    base: str
+    log: Path
+
+    def jupyter_servers(self) -> list[psutil.Process]:
+        return [child for child in psutil.Process(self.process.pid).children(recursive=True)
+                if any(part.startswith("--ServerApp.base_url=/user/") for part in child.cmdline())]
+
+
+def start_server(work: Path, **env: str) -> Iterator[Server]:
+    """The handler script as the adapter's /opt/bootstrap runs it: LAMBDA_TASK_ROOT, the adapter's port."""
+    port = free_port()
+    environ = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "BINDERLESS_"))}
+    environ |= {"LAMBDA_TASK_ROOT": str(PROJECT), "AWS_LWA_PORT": str(port), "AWS_LWA_READINESS_CHECK_PATH": READY_PATH,
+                "AWS_LWA_INVOKE_MODE": "response_stream", "AWS_DEFAULT_REGION": "us-east-1",
+                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+                "BINDERLESS_ADMIN_TOKEN": ADMIN, "BINDERLESS_STREAM_KEEPALIVE": str(KEEPALIVE_SECONDS), **env}
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "stream-server.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen([str(HANDLER)], cwd=work, env=environ, stdout=output, stderr=subprocess.STDOUT)
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+
+    def ready() -> bool:
+        assert process.poll() is None, f"the stream server exited:\n{log.read_text()}"
+        try:
+            return http_get(server.base + READY_PATH)[0] == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(ready, 30, "the stream server answers its readiness path")
+        yield server
+    finally:
+        process.terminate()  # SIGTERM, as Lambda ends an environment
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """With local mode's backend and embedded database: real builds, real jupyter servers."""
+    work = tmp_path_factory.mktemp("stream-local")
+    yield from start_server(work, BINDERLESS_BACKEND="local", BINDERLESS_LOCAL_DIR=str(work / "binderless"),
+                            BINDERLESS_CORS_ORIGINS="*", BINDERLESS_LAUNCH_RATE_LIMIT="0")
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("stream-repositories") / "answer"
+    make_repository(path)
+    return path.as_uri()
+
+
+def build_url(server: Server, repository: str, prefix: str = "") -> str:
+    return f"{server.base}{prefix}/build/git/{quote(repository, safe='')}/HEAD"
+
+
+def test_phases_arrive_one_by_one_and_ready_ends_the_stream(local: Server, repository: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    stream = read_stream(build_url(local, repository))
+
+    assert stream.status == 200 and stream.headers["Content-Type"].startswith("text/event-stream")
+    assert stream.phases[:2] == ["waiting", "fetching"] and stream.phases[-1] == "ready", stream.phases
+    assert {"building", "built", "launching"} <= set(stream.phases)
+    arrivals = [event["_at"] for event in stream.events]
+    assert arrivals == sorted(arrivals)
+    # Each phase went out as it happened: the first long before the server answered, not all at the end.
+    assert arrivals[-1] - arrivals[0] > 0.5, arrivals
+    assert stream.ended_at - arrivals[-1] < 0.5  # ready ends it: no wait for anything else
+    # While the jupyter server started, nothing happened: the keepalive comment kept the stream alive.
+    launching = next(event["_at"] for event in stream.events if event.get("_id"))
+    assert [at for at, comment in stream.comments if comment == KEEPALIVE.decode().strip() and at > launching]
+    ready = stream.events[-1]
+    assert ready["url"].endswith("/") and ready["token"] and ready["repo_url"] == repository
+    with capsys.disabled():
+        print(f"\n  stream server, cold launch: first event {arrivals[0] * 1000:.0f} ms, ready {arrivals[-1]:.2f} s, "
+              f"{len(stream.events)} events, {len(stream.comments)} keepalives")
+
+
+def test_a_reconnect_with_last_event_id_follows_the_same_server(local: Server, repository: str) -> None:
+    first = read_stream(build_url(local, repository))
+    ready = first.events[-1]
+    servers = {process.pid for process in local.jupyter_servers()}
+
+    for prefix in ("", "/api"):
+        again = read_stream(build_url(local, repository, prefix), last_event_id=ready["_id"])
+        assert again.phases == ["launching", "ready"], again.phases
+        assert (again.events[-1]["url"], again.events[-1]["token"]) == (ready["url"], ready["token"])
+
+    assert {process.pid for process in local.jupyter_servers()} == servers  # none started for the reconnects
+
+
+@pytest.mark.parametrize("path", ["/build/svn/some/thing", "/api/build/gh/no-repo"])
+def test_a_spec_no_provider_reads_is_a_failed_event(local: Server, path: str) -> None:
+    stream = read_stream(local.base + path, token=None, origin="https://book.example.org")
+
+    assert stream.status == 200 and stream.phases == ["failed"]
+    assert stream.events[0]["status_code"] == 400 and stream.events[0]["message"]
+    assert stream.headers["Access-Control-Allow-Origin"] == "*"  # as on AWS: any page may launch
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/"), ("GET", "/health"), ("GET", "/builds/repos"),
+                                          ("POST", "/build/gh/a/b/HEAD"), ("DELETE", "/build/gh/a/b/HEAD")])
+def test_everything_else_is_404_json(local: Server, method: str, path: str) -> None:
+    status, headers, body = http_get(local.base + path, method)
+
+    assert status == 404 and headers["Content-Type"] == "application/json"
+    assert set(body) == {"error", "message"} and body["error"] == "NotFound"
