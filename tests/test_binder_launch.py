@@ -210,6 +210,35 @@ def test_the_launch_page_lands_the_reader_on_the_server_at_the_path_asked(browse
         context.close()
 
 
+@pytest.fixture(scope="module")
+def repository_with_requirements(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A repository whose build makes a virtualenv (its requirements are installed here already: no download)."""
+    path = tmp_path_factory.mktemp("binder-repositories") / "with-requirements"
+    make_repository(path, {"requirements.txt": "pydantic\n", "hello.py": "print('hello')\n"})
+    return path.as_uri()
+
+
+@pytest.mark.parametrize(("kind", "query", "lands_on", "shows"), [
+    # BinderHub's labpath=X is lab/tree/X: the reader sees the notebook open in JupyterLab.
+    ("plain", "labpath=analysis.ipynb", "**/lab/tree/analysis.ipynb?token=*", ".jp-NotebookPanel"),
+    # A build with a virtualenv still has JupyterLab and the classic tree (the host's, as an image has its own).
+    ("requirements", "urlpath=lab", "**/lab?token=*", ".jp-DirListing-item[title*='hello.py']"),
+    ("requirements", "urlpath=tree", "**/tree?token=*", ".jp-DirListing-item[title*='hello.py']"),
+])
+def test_a_launch_link_lands_in_a_notebook_ui(browser: Any, local: LocalMode, repository: str,  # noqa: F811
+                                              repository_with_requirements: str, kind: str, query: str,
+                                              lands_on: str, shows: str) -> None:
+    launched = repository if kind == "plain" else repository_with_requirements
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(f"{local.base}/v2/git/{quote(launched, safe='')}/HEAD?{query}")
+        page.wait_for_url(lands_on, timeout=120_000)
+        page.wait_for_selector(shows, timeout=60_000)  # the UI drew itself: its page, scripts and server extension
+    finally:
+        context.close()
+
+
 def test_the_launch_page_says_what_failed_and_what_to_do(browser: Any, local: LocalMode,  # noqa: F811
                                                          tmp_path: Path) -> None:
     context = browser.new_context()

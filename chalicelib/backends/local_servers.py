@@ -98,6 +98,17 @@ class Process:
         self.exited.wait(STOP_GRACE)
 
 
+def host_jupyter_paths(python: str) -> dict[str, str]:
+    """Where a build's virtualenv finds the host's Jupyter front ends: JupyterLab and the notebook tree
+    come from the host (as jupyter_server does, through the virtualenv's .pth file), but their server
+    extensions are switched on by files under the host's ``etc/jupyter`` and their pages and assets
+    live under its ``share/jupyter``: outside those, ``/lab`` and ``/tree`` are 404s."""
+    if python == sys.executable:
+        return {}
+    return {"JUPYTER_CONFIG_PATH": os.path.join(sys.prefix, "etc", "jupyter"),
+            "JUPYTER_PATH": os.path.join(sys.prefix, "share", "jupyter")}
+
+
 def free_port() -> int:
     """A port nobody listens on now. jupyter gets ``port_retries=0``, so a lost race fails loudly
     (the server stops and is reported) instead of serving on a port nobody knows."""
@@ -182,7 +193,8 @@ class LocalSpawner:
         runtime.mkdir(parents=True, exist_ok=True)
         # The token goes in the environment: argv is readable by every user of the machine.
         # A runtime directory per server: its own cookie secret and kernel connection files.
-        env = public_environment(JUPYTER_TOKEN=token, JUPYTER_RUNTIME_DIR=str(runtime / "runtime"))
+        env = public_environment(JUPYTER_TOKEN=token, JUPYTER_RUNTIME_DIR=str(runtime / "runtime"),
+                                 **host_jupyter_paths(command[0]))
         with self._lock:
             if self._closed:
                 return Launched(server_id, failure="local mode is shutting down")
