@@ -194,3 +194,90 @@ def test_everything_else_is_404_json(local: Server, method: str, path: str) -> N
 
     assert status == 404 and headers["Content-Type"] == "application/json"
     assert set(body) == {"error", "message"} and body["error"] == "NotFound"
+
+
+# ---------------------------------------------------------------- in the Lambda's environment (moto's DynamoDB)
+
+COMMIT = "a" * 40
+REPOSITORY = "https://github.com/binder-examples/requirements"
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def store(moto_endpoint: str) -> Any:
+    import boto3
+
+    from chalicelib.store import Store
+
+    client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=moto_endpoint,
+                          aws_access_key_id="test", aws_secret_access_key="test")  # noqa: S106 (moto's)
+    store = Store("binderless-stream", "us-east-1", client)
+    store.dynamo.create_table(if_missing=True)
+    return store
+
+
+@pytest.fixture(scope="module")
+def on_aws(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str, store: Any) -> Iterator[Server]:
+    """As the function's template sets it (scripts/stream_route.py), its AWS calls reaching moto; each
+    stream ends at 1.5 s instead of the function's 885."""
+    yield from start_server(tmp_path_factory.mktemp("stream-aws"), BINDERLESS_BACKEND="aws",
+                            BINDERLESS_TABLE_NAME="binderless-stream", AWS_ENDPOINT_URL=moto_endpoint,
+                            AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", BINDERLESS_STREAM_SECONDS="1.5")
+
+
+def starting_server(store: Any) -> Any:
+    """A launch's server, handed out and still starting (no task handle: nothing asks ECS about it)."""
+    from chalicelib.models import Build, BuildStatus, Server, ServerState, Staging
+
+    image = "github-com-binder-examples-requirements-" + COMMIT[:12]
+    store.builds.create(Build(image_name=image, status=BuildStatus.completed, repository=REPOSITORY, commit=COMMIT,
+                              image=f"repo:{image}", created_at=1), poll_at=100)
+    store.environments.create_staging(Staging(environment_name=f"{image}-env", image_name=image, image=f"repo:{image}",
+                                              cpu=1024, memory=2048))
+    server = Server(environment_name=f"{image}-env", id="s1", state=ServerState.starting, claimed=True,
+                    token="t" * 48, created_at=int(time.time()))
+    store.servers.create([server], due_at=int(time.time()) + 600)
+    return server
+
+
+def test_on_aws_a_stream_ends_cleanly_at_its_time_limit_and_a_reconnect_follows_the_launch(
+        on_aws: Server, store: Any) -> None:
+    from chalicelib.models import ServerState
+
+    server = starting_server(store)
+    url = f"{on_aws.base}/build/gh/binder-examples/requirements/HEAD"
+    event_id = f"server/{server.environment_name}/{server.id}"
+
+    cut = read_stream(url, last_event_id=event_id, token=None)
+
+    assert cut.phases == ["launching"] and cut.events[0]["_id"] == event_id
+    assert cut.comments[-1][1] == TIME_LIMIT.decode().strip()  # said, then the stream ended by itself
+    assert 1.4 < cut.ended_at < 3, cut.ended_at
+    assert KEEPALIVE.decode().strip() in [comment for _, comment in cut.comments]  # quiet meanwhile
+
+    store.servers.transition(server, ServerState.running, url="http://10.0.0.7:8888/user/s1/")
+    resumed = read_stream(url, last_event_id=event_id, token=None)
+
+    assert resumed.phases == ["launching", "ready"]
+    ready = resumed.events[-1]
+    assert (ready["url"], ready["token"]) == ("http://10.0.0.7:8888/user/s1/", "t" * 48)
+    assert ready["binder_ref_url"] == f"{REPOSITORY}/tree/{COMMIT}" and ready["_id"] == event_id
+
+
+def test_on_aws_a_local_repository_is_a_failed_event_and_any_page_may_read_it(on_aws: Server) -> None:
+    stream = read_stream(f"{on_aws.base}/build/git/{quote('file:///etc', safe='')}/HEAD", token=None,
+                         origin="https://book.example.org")
+
+    assert stream.phases == ["failed"] and stream.events[0]["status_code"] == 400
+    assert stream.headers["Access-Control-Allow-Origin"] == "*"
+    assert http_get(on_aws.base + "/builds/repos")[0] == 404
