@@ -17,6 +17,7 @@ from chalicelib.routes.meta import meta
 from chalicelib.routes.middleware import errors_as_json, guard_origins
 from chalicelib.routes.pools import pools
 from chalicelib.routes.stagings import stagings
+from chalicelib.routes.v1 import v1
 
 app = Chalice(app_name="binderless")
 # Thebe-style pages call the API from other origins; set before the blueprints so every route gets it.
@@ -28,7 +29,7 @@ logger = configure_logging()
 # so the event rules match only this stage's CodeBuild project and ECS cluster.
 settings = get_settings()
 
-for blueprint in (builds, stagings, deployments, pools, meta, compat):
+for blueprint in (builds, stagings, deployments, pools, meta, compat, v1):
     app.register_blueprint(blueprint)
 
 

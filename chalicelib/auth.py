@@ -34,6 +34,12 @@ ENDPOINT_SCOPES = {
     "pools.list": "pools",
     "pools.put": "pools",
     "pools.delete": "pools",
+    # The v1 seed's, as their v2 equivalents: a binding is a build plus a staging, a binder a deployment.
+    "bindings.create": "stagings",
+    "bindings.get": "stagings",
+    "binders.create": "deployments",
+    "binders.list": "deployments",
+    "binders.get": "deployments",
 }
 ALWAYS_PUBLIC = frozenset({"health", "versions", "openapi", "repoproviders"})
 CHALLENGE = {"WWW-Authenticate": 'token realm="binderless"'}

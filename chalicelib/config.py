@@ -19,6 +19,8 @@ DEFAULT_PUBLIC_ENDPOINTS = (
     "deployments.create",
     "deployments.get",
     "pools.get",
+    "binders.create",
+    "binders.get",
 )
 
 # name -> version -> sidecar container. Operators replace it with BINDERLESS_SERVICE_CATALOG.

@@ -83,6 +83,28 @@ class PoolSize(Request):
     size: StrictInt = Field(ge=0, validation_alias=AliasChoices("size", "minPool"))
 
 
+class BindingCreate(Request):
+    """The v1 seed's binding: what a binder is made of. ``requirements`` and ``notebooks`` are kept as
+    declared and not used: repo2docker reads the repository's own files and servers open at its root."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="The binder's name: its environment-name, its pool's name.")
+    repo: str = Field(min_length=1, max_length=MAX_URL_LENGTH, json_schema_extra=_documented(
+        format="uri", description="The repository's https URL (built at its HEAD when the binding is created)."))
+    requirements: str | None = Field(None, max_length=1024, description="Kept as declared; not used.")
+    notebooks: str | None = Field(None, max_length=1024, description="Kept as declared; not used.")
+    services: list[ServiceRequest] = Field(default_factory=list, max_length=5)
+
+
+class Binding(BaseModel):
+    """A stored binding: its declaration as POSTed, and the image it was built as."""
+
+    path: str  # "<org>/<repo>" as first POSTed; found whatever its case
+    name: str
+    declaration: dict[str, Any]
+    image_name: str
+    created_at: int = 0
+
+
 class IllegalTransition(Exception):
     """A state change the state machine forbids: a bug in the caller, never a lost race (that is
     ``ConditionFailed``, which callers may retry or re-read after)."""

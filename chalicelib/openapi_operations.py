@@ -12,8 +12,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from chalicelib.models import NAME_PATTERN, SERVER_ID_PATTERN, BuildCreate, ImageRegister, PoolSize, StagingCreate
+from chalicelib.models import (
+    NAME_PATTERN,
+    SERVER_ID_PATTERN,
+    BindingCreate,
+    BuildCreate,
+    ImageRegister,
+    PoolSize,
+    StagingCreate,
+)
 from chalicelib.replies import (
+    BindingReply,
     BuildSummary,
     Health,
     OpenApiDocument,
@@ -61,10 +70,16 @@ class Operation:
 REPOSITORY = "https://github.com/binder-examples/requirements"
 IMAGE = "github-com-binder-examples-requirements-0123456789ab-6869538414c8e928eaaaea8a7024ec00"
 ENVIRONMENT = f"{IMAGE[:80]}-5f0e2a9c"
-NAME = {"type": "string", "pattern": NAME_PATTERN}  # a name that does not match is never found (404)
+NAME = {"type": "string", "pattern": NAME_PATTERN}
+SEGMENT = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"}
+BINDER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"  # a name that does not match is never found (404)
 PATH_PARAMETERS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "image_name": ("An image-name, as POST /builds/repos or POST /builds/images named it.", IMAGE, NAME),
     "environment_name": ("An environment-name, as POST /stagings named it.", ENVIRONMENT, NAME),
+    "org": ("A binding's organisation (any case: bindings are found whatever the case).", "CodeNeuro", SEGMENT),
+    "repo": ("A binding's repository name (any case).", "notebooks", SEGMENT),
+    "binder_name": ("A binder's name: its binding's name, or any environment-name (matched in lowercase).",
+                    "codeneuro-notebooks", {"type": "string", "pattern": BINDER_NAME_PATTERN}),
     "server_id": ("A server's id, as POST /deployments/{environment_name} gave it.", "9f3c" + "0" * 28,
                   {"type": "string", "pattern": SERVER_ID_PATTERN}),
 }
@@ -82,6 +97,64 @@ IDEMPOTENCY_KEY = {
                    "instead of doing the work twice (keys are remembered for an hour by default).",
     "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"}, "example": "8e0f4a5c-5d1e-4b7e-9a43-0c6f1f5d2b7a"}
 IN_PROGRESS = "a request with this Idempotency-Key is still in progress (retry after Retry-After seconds)"
+
+NOT_READY_BINDER = ("The binder is not ready: its image is building or being staged (retry after Retry-After "
+                    "seconds), or its build or staging failed (the message says which)")
+BINDING_EXAMPLE = {"name": "codeneuro-notebooks", "repo": "https://github.com/CodeNeuro/notebooks",
+                   "requirements": "repo/requirements.txt", "notebooks": "repo/notebooks",
+                   "services": [{"name": "postgres", "version": "16", "params": {"database": "notebooks"}}]}
+V1_OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("POST", "/bindings/{org}/{repo}"): Operation(
+        "createBinding", "v1: declare a binder: its repository is built and, once built, staged under its name",
+        {200: answer("This declaration exists already (a failed build is started again).", BindingReply),
+         201: answer("Created: its build is requested; once the image exists it is staged under `name`.",
+                     BindingReply)},
+        {**BODY, 400: "A malformed body, or a repository URL that is not acceptable or cannot be reached.",
+         404: "The repository has no HEAD.",
+         409: "Another declaration exists at this path (bindings do not change), or another binding or environment "
+              "has this name.",
+         422: "Unknown fields, values of the wrong type, an org or repo that is not a name, services (or params) "
+              "the catalog does not offer, or services that leave the notebook nothing within the default limits.",
+         429: "Too many builds are running: retry after Retry-After seconds.", **BACKEND,
+         503: "The git host or AWS is unavailable or throttling: retry after Retry-After seconds."},
+        body=BindingCreate, example=BINDING_EXAMPLE,
+        description="The repository is built at its HEAD as POST /builds/repos builds it, and staged with this "
+                    "deployment's default limits and the declared services (the operator's catalog). "
+                    "`requirements` and `notebooks` are kept as declared but not used: repo2docker builds from the "
+                    "repository's own files (requirements.txt, environment.yml, ...) and servers open at its root; "
+                    "the reply's `ignored` lists them."),
+    ("GET", "/bindings/{org}/{repo}"): Operation(
+        "getBinding", "v1: a binding's declaration and status",
+        {200: answer("The declaration as POSTed, its image-name and status.", BindingReply)},
+        {404: "No binding at this path.", 409: "Its environment-name is taken by a staging of another image.",
+         **BACKEND, **BUSY},
+        description="Once the image is built, the binding is staged (if it is not yet) before this answers."),
+    ("HEAD", "/bindings/{org}/{repo}"): Operation(
+        "bindingExists", "v1: whether a binding exists (headers only)",
+        {200: answer("It exists; the reply has no body.", BindingReply)}, {404: "No binding at this path.", **BUSY}),
+    ("POST", "/binders/{binder_name}"): Operation(
+        "createBinder", "v1: launch a binder: from its pool at once, or cold",
+        {201: answer("A ready server from the pool: `{id, location}`.", ServerReply),
+         202: answer("Starting cold: `{id}`; poll GET /binders/{binder_name}/{server_id} for its location.",
+                     ServerReply)},
+        {400: "A malformed Idempotency-Key.", 404: "No binding or environment has this name.",
+         409: f"{NOT_READY_BINDER}, or {IN_PROGRESS}.",
+         429: "A quota (live servers in this deployment, environment or repository) or, without a token, the "
+              "launch rate limit: retry after Retry-After seconds.", **BACKEND,
+         503: "No server could be started right now, or AWS is throttling: retry after Retry-After seconds."},
+        description="As POST /deployments/{environment_name}. No request body.", headers=(IDEMPOTENCY_KEY,)),
+    ("GET", "/binders/{binder_name}"): Operation(
+        "listBinders", "v1: a binder's live servers, never their tokens",
+        {200: answer("The servers, oldest first.", ServerList)},
+        {404: "No binding or environment has this name.", 409: NOT_READY_BINDER + ".", **BACKEND, **BUSY},
+        description="An admin token sees each server's id, uri (/binders/{binder_name}/{id}) and location (its URL "
+                    "without the token); any other caller sees only their statuses."),
+    ("GET", "/binders/{binder_name}/{server_id}"): Operation(
+        "getBinder", "v1: a launched binder: its status, and its location once it answers",
+        {200: answer("The server: `{id, location}` once it answers.", ServerReply)},
+        {404: "No such server (it may have ended long ago).", **GONE, **BUSY},
+        description="As GET /deployments/{environment_name}/{server_id}: the id is the secret."),
+}
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/builds/repos"): Operation(
@@ -208,4 +281,5 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         {200: answer("The providers, in BinderHub's shape.", RepoProviders)}, {}),
     ("GET", "/openapi.json"): Operation(
         "openapi", "This document", {200: answer("The OpenAPI 3.1 document.", OpenApiDocument)}, {}),
+    **V1_OPERATIONS,
 }

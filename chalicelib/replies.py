@@ -125,10 +125,26 @@ class PoolReply(Reply):
     available: int = Field(ge=0, description="Idle servers ready to hand out.")
     starting: int = Field(ge=0, description="Idle servers still starting.")
     size: int = Field(ge=0, description="How many idle, ready servers to keep.")
+    min_pool: int = Field(alias="minPool", ge=0, description="The v1 seed's name for `size`: always equal to it.")
 
 
 class PoolMap(RootModel[dict[str, PoolReply]]):
     """Pools that keep or still have servers, keyed by environment-name."""
+
+
+class BindingReply(Reply):
+    """A v1 binding: its declaration as POSTed, and how far it has come."""
+
+    name: str = Field(description="The binder's name: POST /binders/{name} launches it; /pools/{name} is its pool.")
+    repo: str
+    requirements: str | Absent = optional("As declared; not used (repo2docker reads the repository's own files).")
+    notebooks: str | Absent = optional("As declared; not used (servers open at the repository's root).")
+    services: list[StagedService] | Absent = optional("As declared.")
+    image_name: str = Field(alias="image-name", description="Its build: GET /builds/repos/{image-name}.")
+    status: BuildStatus = Field(description="pending (building or staging), completed (launchable) or failed.")
+    reason: str | Absent = optional("What it waits for, or why it failed.")
+    ignored: list[Literal["requirements", "notebooks"]] | Absent = optional(
+        "The declared fields this deployment keeps but does not use.")
 
 
 class Check(Reply):

@@ -140,7 +140,8 @@ def test_security_is_this_deployments_and_the_api_enforces_it(client: Any, world
             assert {"401", "403"} <= responses, name
         assert world.services.auth.is_public(name) == (operation["security"] == [])
         # Without a token, exactly the protected operations answer 401.
-        reply = client.http.request(method, path.format(image_name="x", environment_name="x", server_id="x"))
+        reply = client.http.request(method, path.format(image_name="x", environment_name="x", server_id="x",
+                                                             binder_name="x", org="x", repo="x"))
         assert (reply.status_code == 401) == (operation["security"] != []), (name, reply.status_code)
     assert names == set(ENDPOINT_SCOPES) | ALWAYS_PUBLIC
 
@@ -193,15 +194,25 @@ def tmpnb_pool(client: Any, world: World, image_name: str) -> None:
     run_all_starting(client, world, "tmpnb")
 
 
+BINDING = {"name": "requirements-binder", "repo": REPO}
+
+
+def v1_binding(client: Any) -> None:
+    """A binding of the seeded (built) repository at /bindings/binder-examples/requirements, staged at once."""
+    created = client.http.post("/bindings/binder-examples/requirements", body=json.dumps(BINDING), headers=auth())
+    assert created.status_code == 201 and body(created)["status"] == "completed", created.body
+
+
 def with_examples(spec: dict[str, Any], seeded: Seeded) -> dict[str, Any]:
     """The document with examples that name the seeded build, staging and servers."""
     spec = json.loads(json.dumps(spec))
     values = {"image_name": [seeded.image_name], "environment_name": [seeded.environment_name],
-              "server_id": [seeded.server_id, seeded.stopped_server_id], "repository": [REPO]}
+              "server_id": [seeded.server_id, seeded.stopped_server_id], "repository": [REPO],
+              "binder_name": [seeded.environment_name], "org": ["binder-examples"], "repo": ["requirements"]}
     bodies = {"createBuild": {"repository": REPO},
               "registerImage": {"image-name": "approved-image", "image": "quay.io/jupyter/base-notebook:latest"},
               "createStaging": {"image-name": seeded.image_name, "limits": {"cpu": "0.25", "memory": "512M"}},
-              "createPool": {"size": 2}, "resizePool": {"size": 1}}
+              "createPool": {"size": 2}, "resizePool": {"size": 1}, "createBinding": BINDING}
     for _, _, operation in operations(spec):
         for parameter in operation.get("parameters", []):
             if parameter["name"] in values:
@@ -224,6 +235,7 @@ def test_schemathesis_finds_no_failures(world: World, tmp_path: Path, caller: st
     with Client(app) as client:
         seeded = seed(client, world)
         tmpnb_pool(client, world, seeded.image_name)
+        v1_binding(client)
     with serve(app) as api:
         with urllib.request.urlopen(f"{api.url}/openapi.json", timeout=10) as reply:  # noqa: S310 (our server)
             spec = json.load(reply)

@@ -14,7 +14,9 @@ pools = Blueprint(__name__)
 
 
 def pool_reply(pool: Pool) -> dict[str, Any]:
-    return {"running": pool.running, "available": pool.available, "starting": pool.starting, "size": pool.size}
+    # ``minPool``: the v1 seed's name for ``size``, which v1 clients read.
+    return {"running": pool.running, "available": pool.available, "starting": pool.starting, "size": pool.size,
+            "minPool": pool.size}
 
 
 @pools.route("/pools", methods=["GET"])
@@ -33,7 +35,9 @@ def get_pool(environment_name: str) -> Response:
 @endpoint(pools, "pools.put")
 def resize_pool(environment_name: str) -> Response:
     size = parse_body(pools, PoolSize).size
-    return reply(pool_reply(get_services().pools.resize(environment_name, size)))
+    services = get_services()  # a v1 binder's pool: its binding is staged first if its image is built
+    return reply(pool_reply(services.bindings.on_binder(environment_name,
+                                                        lambda: services.pools.resize(environment_name, size))))
 
 
 @pools.route("/pools/{environment_name}", methods=["DELETE"])

@@ -10,6 +10,7 @@ from chalicelib.auth import Authenticator
 from chalicelib.backends.base import Builder, RefResolver, Spawner, Stager
 from chalicelib.config import Settings
 from chalicelib.idempotency import Idempotency
+from chalicelib.services.bindings import BindingService
 from chalicelib.services.builds import BuildService
 from chalicelib.services.deployments import DeploymentService
 from chalicelib.services.launches import LaunchService
@@ -35,6 +36,7 @@ class Services:
     pools: PoolService
     idempotency: Idempotency
     launches: LaunchService
+    bindings: BindingService
 
 
 def build_services(settings: Settings, *, store: Store | None = None, builder: Builder | None = None,
@@ -63,4 +65,5 @@ def build_services(settings: Settings, *, store: Store | None = None, builder: B
         pools=PoolService(settings, store, stagings, servers, builds, clock),
         idempotency=Idempotency(store.idempotency.layer, settings.idempotency_ttl),
         launches=LaunchService(builds, stagings, deployments),
+        bindings=BindingService(settings, store, builds, stagings, clock),
     )

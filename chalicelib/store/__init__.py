@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from chalicelib.store.bindings import BindingStore
 from chalicelib.store.builds import BuildStore
 from chalicelib.store.dynamo import ConditionFailed, Dynamo
 from chalicelib.store.environments import EnvironmentStore
@@ -21,6 +22,7 @@ __all__ = ["ConditionFailed", "Lease", "Store"]
 class Store:
     def __init__(self, table_name: str, region: str, client: DynamoDBClient | None = None) -> None:
         self.dynamo = Dynamo(table_name, region, client)
+        self.bindings = BindingStore(self.dynamo)
         self.builds = BuildStore(self.dynamo)
         self.environments = EnvironmentStore(self.dynamo)
         self.idempotency = IdempotencyRecords(self.dynamo)
