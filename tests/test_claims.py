@@ -140,4 +140,4 @@ def test_a_claim_that_loses_the_race_takes_the_next_server(client: Any, world: W
 
     assert first is not None and second is not None and first.id != second.id
     assert third is None  # both listed servers are taken: the caller starts one cold
-    assert pool_of(client, world, environment) == {"running": 2, "available": 0, "starting": 0, "size": 2}
+    assert pool_of(client, world, environment) == {"running": 2, "available": 0, "starting": 0, "size": 2, "minPool": 2}

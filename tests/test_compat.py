@@ -35,7 +35,7 @@ def test_tmpnb_spawn_hands_out_the_default_pools_servers_then_says_full(client: 
     full = client.http.post("/api/spawn")
     assert full.status_code == 429 and body(full)["status"] == "full"  # never a cold start
     assert body(full)["error"] == "QuotaExceeded" and full.headers["Retry-After"] == "10"
-    assert pool_of(client, world, DEFAULT) == {"running": 2, "available": 0, "starting": 0, "size": 2}
+    assert pool_of(client, world, DEFAULT) == {"running": 2, "available": 0, "starting": 0, "size": 2, "minPool": 2}
 
 
 @pytest.mark.settings(default_environment=DEFAULT, max_servers_per_client=1)

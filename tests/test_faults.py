@@ -91,7 +91,7 @@ def test_runtask_throttling_fails_the_server_and_frees_its_place(client: Any, wo
         reply = client.http.post(f"/deployments/{environment}", body="")
 
     assert reply.status_code == 503 and reply.headers["Retry-After"]
-    assert pool_of(client, world, environment) == {"running": 0, "available": 0, "starting": 0, "size": 0}
+    assert pool_of(client, world, environment) == {"running": 0, "available": 0, "starting": 0, "size": 0, "minPool": 0}
     assert client.http.post(f"/deployments/{environment}", body="").status_code == 202  # a retry works
 
 

@@ -98,7 +98,7 @@ def test_cold_deploy_gets_its_location_from_the_task_event(client: Any, world: W
     token = reply["location"].split("?token=")[1]
     assert len(token) >= 32
     assert body(client.http.get(f"/pools/{environment}")) == {"running": 1, "available": 0, "starting": 0,
-                                                                "size": 0}
+                                                                "size": 0, "minPool": 0}
 
 
 def test_a_delete_that_an_event_overtakes_still_stops_the_server(client: Any, world: World) -> None:
@@ -122,7 +122,7 @@ def test_pool_fills_hands_out_at_once_and_refills(client: Any, world: World) -> 
     environment = staged(client, world)
 
     resized = post(client, f"/pools/{environment}", {"size": 3})
-    assert body(resized) == {"running": 0, "available": 0, "starting": 3, "size": 3}
+    assert body(resized) == {"running": 0, "available": 0, "starting": 3, "size": 3, "minPool": 3}
     assert len(tasks_in_cluster(world)) == 3
     run_all_starting(client, world, environment)
     assert body(client.http.get(f"/pools/{environment}"))["available"] == 3
@@ -133,10 +133,10 @@ def test_pool_fills_hands_out_at_once_and_refills(client: Any, world: World) -> 
     location = body(claimed)["location"]
     assert "?token=" in location
     assert body(client.http.get(f"/pools/{environment}")) == {"running": 1, "available": 2, "starting": 0,
-                                                                "size": 3}
+                                                                "size": 3, "minPool": 3}
     tick(client)
     assert body(client.http.get(f"/pools/{environment}")) == {"running": 1, "available": 2, "starting": 1,
-                                                                "size": 3}
+                                                                "size": 3, "minPool": 3}
     assert len(tasks_in_cluster(world)) == 4
 
 
@@ -162,7 +162,7 @@ def test_list_delete_and_drain(client: Any, world: World) -> None:
 
     drained = client.http.delete(f"/pools/{environment}", headers=auth())
 
-    assert body(drained) == {"running": 0, "available": 0, "starting": 0, "size": 0}
+    assert body(drained) == {"running": 0, "available": 0, "starting": 0, "size": 0, "minPool": 0}
     assert environment not in body(client.http.get("/pools", headers=auth()))
     idle = [s for s in world.services.store.servers.live(environment) if s.state.value != "stopping"]
     assert idle == []

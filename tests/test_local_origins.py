@@ -86,7 +86,7 @@ def test_a_drive_by_launch_or_read_is_refused(local: LocalMode, repository: Path
     launched = raw("POST", f"{local.base}/deployments/{environment}", "", Origin=EVIL, Content_Type="text/plain")
     assert launched.status == 403, launched
     assert local.api("GET", f"/pools/{environment}").body == {"running": 0, "available": 0, "starting": 0,
-                                                                "size": 0}
+                                                                "size": 0, "minPool": 0}
     assert local.api("GET", f"/deployments/{environment}").body == []
     assert local.servers() == []
 

@@ -92,7 +92,7 @@ def test_events_twice_or_out_of_order_change_nothing_more(client: Any, world: Wo
     task_event(client, world, task_arn, "RUNNING")  # late
 
     assert client.http.get(f"/deployments/{environment}/{server_id}").status_code == 410
-    assert pool_of(client, world, environment) == {"running": 0, "available": 0, "starting": 0, "size": 0}
+    assert pool_of(client, world, environment) == {"running": 0, "available": 0, "starting": 0, "size": 0, "minPool": 0}
     assert send_foreign_event_is_ignored(client, world, task_arn)
 
 
@@ -115,7 +115,7 @@ def test_a_pooled_server_that_dies_unseen_is_replaced(client: Any, world: World)
     tick(client)
 
     assert world.services.store.servers.get(environment, victim.id).state.value == "stopped"  # type: ignore[union-attr]
-    assert pool_of(client, world, environment) == {"running": 0, "available": 1, "starting": 1, "size": 2}
+    assert pool_of(client, world, environment) == {"running": 0, "available": 1, "starting": 1, "size": 2, "minPool": 2}
 
 
 def test_a_lost_build_event_is_polled(client: Any, world: World) -> None:
@@ -152,7 +152,7 @@ def test_resize_trims_idle_servers_but_not_handed_out_ones(client: Any, world: W
 
     trimmed = body(resize(client, environment, 1))
 
-    assert trimmed == {"running": 1, "available": 1, "starting": 0, "size": 1}
+    assert trimmed == {"running": 1, "available": 1, "starting": 0, "size": 1, "minPool": 1}
     assert body(client.http.get(f"/deployments/{environment}/{claimed}"))["status"] == "running"
 
 

@@ -147,7 +147,7 @@ def test_a_pooled_server_is_not_available_nor_claimed_until_it_answers(client: A
 
     send_task_event(client, health(task_detail(world, arn, "RUNNING"), "UNKNOWN"))
 
-    assert pool_of(client, world, environment) == {"running": 0, "available": 0, "starting": 1, "size": 1}
+    assert pool_of(client, world, environment) == {"running": 0, "available": 0, "starting": 1, "size": 1, "minPool": 1}
     claim = client.http.post(f"/deployments/{environment}", body="")
     assert claim.status_code == 202  # not the pooled server: a new one, started cold
     (pooled,) = [s for s in world.services.store.servers.live(environment) if not s.claimed]
