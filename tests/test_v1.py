@@ -11,10 +11,12 @@ from typing import Any, Iterator
 
 import pytest
 
+from chalicelib.models import Binding
 from tests.conftest import World, auth, body
 from tests.helpers import REPO, build_event, pool_of, run_all_starting, task_event, task_of
 from tests.local_mode import LocalMode, call, local_mode, wait_for
 from tests.local_repo import commit, make_repository
+from tests.test_round_trips import calls_of
 
 NAME = "codeneuro-notebooks"
 BINDING = "/bindings/CodeNeuro/notebooks/"
@@ -186,8 +188,7 @@ def test_only_an_admin_sees_which_servers_a_binder_runs(client: Any, world: Worl
 
     listed = body(client.http.get(f"/binders/{NAME}/", headers=auth()))
     assert [(s["id"], s["uri"]) for s in listed] == [(server_id, f"/binders/{NAME}/{server_id}")]
-    assert listed[0]["location"].endswith(f"/user/{server_id}/") or "token" not in listed[0]["location"]
-    assert "?token=" not in listed[0]["location"]
+    assert listed[0]["location"] and "token" not in listed[0]["location"]  # a list never hands out tokens
 
     plain, _ = world.services.auth.create_token("launcher", ["deployments"])
     seen = body(client.http.get(f"/binders/{NAME}", headers=auth(plain)))
@@ -211,6 +212,26 @@ def test_declaring_a_binding_takes_a_stagings_token(client: Any, world: World) -
     stager, _ = world.services.auth.create_token("stager", ["stagings"])
     assert post(client, BINDING, DECLARATION, headers=auth(stager)).status_code == 201
     assert client.http.get(BINDING).status_code == 401
+
+
+def test_a_binding_and_its_name_are_written_together_or_not_at_all(world: World) -> None:
+    store = world.services.store.bindings
+    first = Binding(path="CodeNeuro/notebooks", name=NAME, declaration=DECLARATION, image_name="image-1")
+    assert store.create(first)
+    assert not store.create(first.model_copy(update={"path": "someone/else"}))  # the name is taken
+    assert store.get("someone/else") is None and store.by_name(NAME) == first
+    assert not store.create(first.model_copy(update={"name": "another-name"}))  # the path is taken
+    assert store.by_name("another-name") is None
+
+    moved = store.repoint(first, "image-2")
+    assert moved is not None and store.get("codeneuro/NOTEBOOKS") == store.by_name(NAME) == moved
+    assert store.repoint(first, "image-3") is None  # from a stale read: another request moved it first
+    assert store.by_name(NAME) == moved
+
+
+def test_head_is_one_read(client: Any, world: World) -> None:
+    bind(client, world)
+    assert calls_of(world, lambda: client.http.head(BINDING, headers=auth())) == {"GetItem": 1}
 
 
 # Over real HTTP: local mode, the seed's paths with trailing slashes and the /api/ prefix.
