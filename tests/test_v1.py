@@ -204,6 +204,16 @@ def test_a_retried_launch_with_its_idempotency_key_gets_the_same_server(client: 
     assert body(first)["id"] == body(again)["id"] and len(tasks(world)) == 1
 
 
+@pytest.mark.settings(max_servers_per_client=1)
+def test_an_anonymous_callers_limits_apply_to_binders_as_to_deployments(client: Any, world: World) -> None:
+    build_event(client, world, body(bind(client, world))["image-name"], "SUCCEEDED")
+    assert post(client, f"/binders/{NAME}", headers={}).status_code == 202
+    refused = post(client, f"/binders/{NAME}", headers={})
+    assert refused.status_code == 429 and body(refused)["error"] == "QuotaExceeded" and refused.headers["Retry-After"]
+    assert len(tasks(world)) == 1
+    assert post(client, f"/binders/{NAME}").status_code == 202  # a token holder is not that client
+
+
 def test_declaring_a_binding_takes_a_stagings_token(client: Any, world: World) -> None:
     world.git.push(REPO)
     assert post(client, BINDING, DECLARATION, headers={}).status_code == 401
