@@ -89,7 +89,7 @@ def requested_launch(provider: str, spec: str, headers: Mapping[str, str], addre
     auth = services.auth
     for endpoint in ("builds.create", "deployments.create"):  # a launch by repository does both
         auth.authorize(endpoint, headers.get("authorization"))
-    parsed = parse(provider, spec, allow_file=services.settings.backend == "local")  # file:// is local mode's
+    parsed = parse(provider, spec, allow_file=services.builds.builder.local_repositories)  # file://: local builds
     try:
         auth.scopes_of(headers.get("authorization"))
         return parsed, None

@@ -9,6 +9,7 @@ this deployment as it is configured. A route without an entry in ``OPERATIONS`` 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -49,6 +50,10 @@ whatever the Content-Type says (`application/json`, `text/plain` or
 Which endpoints need a token is this deployment's setting (`BINDERLESS_PUBLIC_ENDPOINTS`); this
 document shows it as configured. Each operation's `x-binderless-endpoint` is the name that
 setting uses."""
+
+
+# API Gateway's greedy path parameter (`{proxy+}`), which Chalice leaves out of a route's view_args.
+GREEDY = re.compile(r"\{(\w+\+)\}")
 
 
 class UndocumentedRoute(LookupError):
@@ -143,12 +148,13 @@ def _operation(operation: Operation, entry: RouteEntry, name: str, public: bool,
         "operationId": operation.operation_id,
         "summary": operation.summary,
         "description": f"{operation.description}\n\n{access}".strip(),
-        "tags": [entry.uri_pattern.split("/")[1]],
+        "tags": [entry.uri_pattern.split("/")[1] or "index"],
         "x-binderless-endpoint": name,
         "security": security,
     }
-    parameters = [_path_parameter(arg) for arg in entry.view_args]
-    parameters += [{"name": query, "in": "query", "required": True, "description": text,
+    parameters = [_path_parameter(arg) for arg in entry.view_args + GREEDY.findall(entry.uri_pattern)]
+    parameters += [{"name": query, "in": "query", "required": query not in operation.optional_query,
+                    "description": text,
                     "schema": schema, "example": example}
                    for query, (text, example, schema) in operation.query.items()]
     parameters += operation.headers
@@ -181,8 +187,9 @@ def _responses(operation: Operation, public: bool, refs: Refs) -> dict[str, Any]
     for status, reply in sorted(operation.replies.items()):
         shapes = [refs[(model, "serialization")] for model in reply.models]
         schema = shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
-        responses[str(status)] = {"description": reply.description,
-                                  "content": {"application/json": {"schema": schema}}}
+        content = {"application/json": {"schema": schema}} if shapes else {}
+        content.update({media: {"schema": {"type": "string"}} for media in reply.media_types})
+        responses[str(status)] = {"description": reply.description, "content": content}
     errors = {**operation.errors, **({} if public else AUTH_ERRORS)}
     idempotent = any(header["name"] == "Idempotency-Key" for header in operation.headers)
     for status, text in sorted(errors.items()):

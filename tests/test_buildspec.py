@@ -116,7 +116,7 @@ def test_the_tests_run_the_repo2docker_version_the_build_installs() -> None:
     pins = re.findall(r"^jupyter-repo2docker==(\S+)", (ROOT / "requirements-dev.txt").read_text(), re.M)
     version = SPEC["env"]["variables"]["REPO2DOCKER_VERSION"]
 
-    assert pins == [version] == [repo2docker.__version__]
+    assert pins == [version] == [repo2docker.__version__] == [AwsBuilder.info["repo2docker-version"]]  # /versions
     install = " ".join(commands("install"))
     assert '"jupyter-repo2docker==${REPO2DOCKER_VERSION}"' in install
     assert '"mercurial==${MERCURIAL_VERSION}"' in install

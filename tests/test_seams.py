@@ -90,11 +90,13 @@ def test_unknown_services_and_bad_limits_are_the_same_kind_of_mistake(client: An
 
 
 def test_only_the_adapter_registry_asks_which_backend_this_is() -> None:
-    """Routes may say which backend runs (``/health``) and pick the origin policy; the services and the
-    store never branch on it: what differs is in the adapters ``backends.adapters_for`` chose."""
+    """Routes may say which backend runs (``/health``) and pick the origin policy, and the streaming
+    function's entry point wires local mode's database for its tests (and trusts the Web Adapter's request
+    context only on AWS); the services and the store never branch on it: what differs is in the adapters
+    ``backends.adapters_for`` chose."""
     askers = [str(path.relative_to(CHALICELIB)) for path in CHALICELIB.rglob("*.py")
               if re.search(r"\.backend\s*[=!]=", path.read_text())]
-    assert sorted(askers) == ["backends/__init__.py", "routes/middleware.py"]
+    assert sorted(askers) == ["backends/__init__.py", "routes/middleware.py", "stream_server.py"]
 
 
 def test_aws_adapters_come_with_the_https_resolver_and_build_public_repositories_only() -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.backends.aws_common import aws_errors, chunks, error_code
-from chalicelib.backends.base import BuildEvent, BuildRequest, BuildState, Handle
+from chalicelib import errors
+from chalicelib.backends.aws_common import aws_errors, chunks, domain_error, error_code
+from chalicelib.backends.base import BuildEvent, BuildRequest, BuildState, Handle, LogPage
 from chalicelib.config import Settings
 from chalicelib.lazy_clients import LazyClient
 from chalicelib.statuses import BuildStatus
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from mypy_boto3_codebuild import CodeBuildClient
     from mypy_boto3_codebuild.type_defs import BuildTypeDef
     from mypy_boto3_ecr import ECRClient
+    from mypy_boto3_logs import CloudWatchLogsClient
 
 # CodeBuild build statuses (API buildStatus and the event's build-status use the same words).
 BUILD_STATUS: dict[str, BuildStatus] = {
@@ -32,6 +34,9 @@ BUILD_STATUS: dict[str, BuildStatus] = {
     "TIMED_OUT": BuildStatus.failed,
 }
 NOT_FOUND = "build record not found"
+# buildspec.yml's REPO2DOCKER_VERSION (tests/test_buildspec.py checks they agree): GET /versions tells it.
+REPO2DOCKER_VERSION = "2026.4.0"
+LOG_PAGE_LINES = 500
 
 # (phase type, phase status, context message)
 Phase = tuple[str, str, str]
@@ -54,14 +59,18 @@ class AwsBuilder:
     """``Builder`` port on CodeBuild (repo2docker) and ECR."""
 
     local_repositories = False
+    info: Mapping[str, str] = {"repo2docker-version": REPO2DOCKER_VERSION}
 
-    def __init__(self, settings: Settings, *, codebuild: CodeBuildClient | None = None, ecr: ECRClient | None = None):
+    def __init__(self, settings: Settings, *, codebuild: CodeBuildClient | None = None, ecr: ECRClient | None = None,
+                 logs_client: CloudWatchLogsClient | None = None):
         self.settings = settings
         self._codebuild = codebuild
         self._ecr = ecr
+        self._logs_client = logs_client
 
     codebuild: LazyClient[CodeBuildClient] = LazyClient("codebuild")
     ecr: LazyClient[ECRClient] = LazyClient("ecr")
+    logs_client: LazyClient[CloudWatchLogsClient] = LazyClient("logs")
 
     def image_uri(self, image_name: str) -> str:
         return f"{self.settings.ecr_repository_uri}:{image_name}"
@@ -147,3 +156,32 @@ class AwsBuilder:
         ]
         state = self._state(str(detail.get("build-status", "")), phases, image_name, str(detail.get("build-id", "")))
         return BuildEvent(image_name, state)
+
+    def logs(self, handle: Handle, cursor: str = "") -> LogPage:
+        """The build's CloudWatch Logs stream, where CodeBuild writes repo2docker's output as it runs;
+        the cursor is CloudWatch's own forward token. The stream is named once the build has begun logging."""
+        build_id = handle.get("id", "")
+        if not build_id:
+            return LogPage([], cursor)
+        with aws_errors("CodeBuild BatchGetBuilds"):
+            found = self.codebuild.batch_get_builds(ids=[build_id]).get("builds", [])
+        where = found[0].get("logs", {}) if found else {}
+        group, stream = where.get("groupName"), where.get("streamName")
+        if not group or not stream:
+            return LogPage([], cursor)
+        after: dict[str, Any] = {"nextToken": cursor} if cursor else {}
+        try:
+            page = self.logs_client.get_log_events(logGroupName=group, logStreamName=stream, startFromHead=True,
+                                                   limit=LOG_PAGE_LINES, **after)
+        except Exception as exc:
+            code = error_code(exc)
+            if code == "ResourceNotFoundException":  # the stream is named before its first line arrives
+                return LogPage([], cursor)
+            if code == "InvalidParameterException" and cursor:
+                raise errors.BadRequest(f"cursor {cursor!r} is not one this API gave: pass the last reply's "
+                                        "cursor") from None
+            if not code:
+                raise
+            raise domain_error(exc, "CloudWatch Logs GetLogEvents") from exc
+        lines = [line for event in page.get("events", []) for line in str(event.get("message", "")).splitlines()]
+        return LogPage(lines, page.get("nextForwardToken") or cursor)

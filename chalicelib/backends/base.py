@@ -47,10 +47,24 @@ class BuildEvent:
     state: BuildState
 
 
+MAX_CURSOR = 512  # characters of a log cursor: CloudWatch's forward tokens are about 60, local ones a number
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """Lines of a build's log after a cursor, and the cursor to ask from next time (the same one when
+    nothing more has been logged yet)."""
+
+    lines: list[str]
+    cursor: str
+
+
 class Builder(Protocol):
     # True: it builds from local paths and http:// URLs as well (local mode, on the user's own machine);
     # False: public https:// repositories only.
     local_repositories: bool
+    # What builds the images, for GET /versions (BinderHub's ``builder_info``).
+    info: Mapping[str, str]
 
     def start(self, request: BuildRequest) -> BuildState:
         """Start building, or report ``completed`` when the image already exists."""
@@ -60,6 +74,10 @@ class Builder(Protocol):
 
     def from_event(self, detail: Mapping[str, Any]) -> BuildEvent | None:
         """Translate a platform event about a build, or None if it is not ours."""
+
+    def logs(self, handle: Handle, cursor: str = "") -> LogPage:
+        """The build's log lines after ``cursor`` ("": from the start), a page at most; no lines for a
+        build nobody knows. errors.BadRequest for a cursor this builder did not give."""
 
 
 class RefResolver(Protocol):

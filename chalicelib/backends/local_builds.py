@@ -1,8 +1,9 @@
 """Local builds: ``git ls-remote`` resolves refs; a build is a clone at the commit (+ a virtualenv).
 
 A build lives in ``<work dir>/builds/<image-name>/``: ``repo/`` is the checkout, ``venv/`` the
-virtualenv when the repository has a requirements.txt, and ``build.json`` the record of how it
-went (pending, completed or failed with a reason). The build directory is the image: the
+virtualenv when the repository has a requirements.txt, ``build.log`` what git and pip said as they
+ran (the build's log, read in pages by ``logs``), and ``build.json`` the record of how it went
+(pending, completed or failed with a reason). The build directory is the image: the
 stager reads ``build.json`` to learn which directory to serve and which interpreter runs it.
 """
 
@@ -21,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.backends.base import BuildEvent, BuildRequest, BuildState, Handle
-from chalicelib.backends.local_common import GIT, git, run, trim, work_dir
+from chalicelib.backends.base import BuildEvent, BuildRequest, BuildState, Handle, LogPage
+from chalicelib.backends.local_common import GIT, GIT_ENV, git, public_environment, run, trim, work_dir
 from chalicelib.config import Settings
 from chalicelib.resolver import FULL_SHA, Advertisement, GitHttpResolver
 from chalicelib.statuses import BuildStatus
@@ -30,6 +31,8 @@ from chalicelib.statuses import BuildStatus
 log = logging.getLogger(__name__)
 
 RECORD = "build.json"
+LOG = "build.log"
+LOG_PAGE_BYTES = 64 * 1024
 CLONE_TIMEOUT = 600.0
 INSTALL_TIMEOUT = 1800.0
 
@@ -94,6 +97,7 @@ class LocalBuilder:
     """``Builder`` port: each build runs in a thread of this process."""
 
     local_repositories = True  # `git clone` takes paths, file:// and http:// on the user's own machine
+    info: Mapping[str, str] = {"local": "git clone, then pip install -r requirements.txt in a virtualenv"}
 
     def __init__(self, settings: Settings) -> None:
         self.root = work_dir(settings) / "builds"
@@ -146,10 +150,25 @@ class LocalBuilder:
     def from_event(self, detail: Mapping[str, Any]) -> BuildEvent | None:
         return None  # local builds send no platform events; poll() is the only way
 
+    def logs(self, handle: Handle, cursor: str = "") -> LogPage:
+        if cursor and not cursor.isdigit():
+            raise errors.BadRequest(f"cursor {cursor!r} is not one this API gave: pass the last reply's cursor")
+        offset = int(cursor or 0)
+        try:
+            with open(Path(handle.get("id", "")) / LOG, "rb") as log:
+                log.seek(offset)
+                chunk = log.read(LOG_PAGE_BYTES)
+        except OSError:  # not started, or a build nobody knows
+            return LogPage([], str(offset))
+        # Whole lines only (the rest is still being written), unless one line is longer than a page.
+        complete = chunk[:chunk.rfind(b"\n") + 1] or (chunk if len(chunk) == LOG_PAGE_BYTES else b"")
+        return LogPage(complete.decode("utf-8", "replace").splitlines(), str(offset + len(complete)))
+
     def _build(self, request: BuildRequest, build_dir: Path) -> None:
         try:
-            checkout = clone(request.repository, request.commit, build_dir / "repo")
-            python = make_virtualenv(checkout, build_dir / "venv") or sys.executable
+            build_log = BuildLog(build_dir / LOG)
+            checkout = clone(request.repository, request.commit, build_dir / "repo", build_log)
+            python = make_virtualenv(checkout, build_dir / "venv", build_log) or sys.executable
             write_record(build_dir, status="completed", checkout=str(checkout), python=python)
         except BuildFailed as failure:
             write_record(build_dir, status="failed", reason=str(failure))
@@ -161,18 +180,16 @@ class LocalBuilder:
                 self._running.discard(build_dir)
 
 
-def clone(repository: str, commit: str, checkout: Path) -> Path:
+def clone(repository: str, commit: str, checkout: Path, log: BuildLog) -> Path:
     """The repository checked out at ``commit`` (detached) in ``checkout``."""
     if not FULL_SHA.fullmatch(commit):
         raise BuildFailed(f"commit {commit!r} is not a full sha")
-    _step("git clone", [*GIT, "clone", "--quiet", "--no-checkout", "--", repository, str(checkout)],
-          CLONE_TIMEOUT)
-    _step("git checkout", [*GIT, "-C", str(checkout), "checkout", "--quiet", "--detach", commit],
-          CLONE_TIMEOUT)
+    log.step("git clone", [*GIT, "clone", "--no-checkout", "--", repository, str(checkout)], CLONE_TIMEOUT)
+    log.step("git checkout", [*GIT, "-C", str(checkout), "checkout", "--detach", commit], CLONE_TIMEOUT)
     return checkout
 
 
-def make_virtualenv(checkout: Path, venv: Path) -> str | None:
+def make_virtualenv(checkout: Path, venv: Path, log: BuildLog) -> str | None:
     """The interpreter of a virtualenv with the checkout's requirements.txt, or None without one.
 
     ``--system-site-packages`` only reaches the base interpreter's packages; when local mode itself
@@ -181,24 +198,40 @@ def make_virtualenv(checkout: Path, venv: Path) -> str | None:
     requirements = checkout / "requirements.txt"
     if not requirements.is_file():
         return None
-    _step("virtualenv", [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], 120)
+    log.step("virtualenv", [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], 120)
     python = venv / "bin" / "python"
     purelib = run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], timeout=60)
     if purelib.returncode != 0:
         raise BuildFailed(f"virtualenv is not usable: {trim(purelib.stderr)}")
     (Path(purelib.stdout.strip()) / "binderless-host.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     # The host's pip installs into the virtualenv (``--python``): no pip bootstrap per build.
-    _step("pip install", [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
-                          "--disable-pip-version-check", "-r", str(requirements)], INSTALL_TIMEOUT)
+    log.step("pip install", [sys.executable, "-m", "pip", "--python", str(python), "install", "--progress-bar=off",
+                             "--disable-pip-version-check", "-r", str(requirements)], INSTALL_TIMEOUT)
     return str(python)
 
 
-def _step(name: str, command: Sequence[str], timeout: float) -> None:
-    try:
-        result = run(command, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise BuildFailed(f"{name} took longer than {timeout:.0f} seconds") from None
-    except OSError as error:
-        raise BuildFailed(f"{name} could not run: {error}") from None
-    if result.returncode != 0:
-        raise BuildFailed(f"{name} failed: {trim(result.stderr or result.stdout)}")
+class BuildLog:
+    """A build's log file: each step's name, then what its command says, as it says it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def step(self, name: str, command: Sequence[str], timeout: float) -> None:
+        """Run one step of the build; BuildFailed with the end of its output if it fails."""
+        with open(self.path, "ab") as log:
+            log.write(f"--- {name}\n".encode())
+            log.flush()
+            started = log.tell()
+            try:
+                result = subprocess.run(  # noqa: S603 (an argument list, never a shell)
+                    list(command), env=public_environment(**GIT_ENV), stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT, timeout=timeout, check=False)
+            except subprocess.TimeoutExpired:
+                raise BuildFailed(f"{name} took longer than {timeout:.0f} seconds") from None
+            except OSError as error:
+                raise BuildFailed(f"{name} could not run: {error}") from None
+        if result.returncode != 0:
+            with open(self.path, "rb") as log:
+                log.seek(started)
+                said = log.read().decode("utf-8", "replace")
+            raise BuildFailed(f"{name} failed: {trim(said)}")

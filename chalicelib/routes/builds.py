@@ -6,6 +6,7 @@ from typing import Any
 
 from chalice.app import Blueprint, Response
 
+from chalicelib.backends.base import MAX_CURSOR
 from chalicelib.context import get_services
 from chalicelib.errors import BadRequest
 from chalicelib.models import Build, BuildCreate, BuildStatus, ImageRegister
@@ -64,6 +65,21 @@ def build_status(image_name: str) -> Response:
     if build.reason:
         body["reason"] = build.reason
     return reply(body)
+
+
+@builds.route("/builds/repos/{image_name}/logs", methods=["GET"])
+@endpoint(builds, "builds.logs")
+def build_logs(image_name: str) -> Response:
+    """A page of the build's log: its lines after ``cursor`` and the cursor to come back with (the same
+    one while nothing new is logged). The build's status says whether more can come."""
+    cursor = query_param(builds, "cursor") or ""
+    if len(cursor) > MAX_CURSOR:
+        raise BadRequest(f"cursor is at most {MAX_CURSOR} characters: pass the last reply's cursor")
+    services = get_services()
+    build = services.builds.get(image_name)
+    page = services.builds.logs(build, cursor)
+    return reply({"image-name": build.image_name, "status": build.status.value, "lines": page.lines,
+                  "cursor": page.cursor})
 
 
 @builds.route("/builds/images", methods=["POST"], content_types=BODY_TYPES)

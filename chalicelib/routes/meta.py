@@ -29,7 +29,11 @@ def health() -> Response:
 @meta.route("/versions", methods=["GET"])
 @endpoint(meta, "versions")
 def versions() -> Response:
-    return reply({"binderless": __version__, "api": "v2", "backend": get_services().settings.backend})
+    """BinderHub's shape (``binderhub``, ``builder_info``: what a federation's health check and Binder
+    clients read) and ours beside it."""
+    services = get_services()
+    return reply({"binderhub": __version__, "builder_info": dict(services.builds.builder.info),
+                  "binderless": __version__, "api": "v2", "backend": services.settings.backend})
 
 
 @meta.route("/openapi.json", methods=["GET"])

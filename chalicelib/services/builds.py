@@ -7,7 +7,7 @@ import logging
 import re
 from typing import Callable
 
-from chalicelib.backends.base import Builder, BuildEvent, BuildRequest, BuildState, RefResolver, handle_id
+from chalicelib.backends.base import Builder, BuildEvent, BuildRequest, BuildState, LogPage, RefResolver, handle_id
 from chalicelib.config import Settings
 from chalicelib.errors import BinderError, Conflict, NotFound
 from chalicelib.models import Build, BuildCreate, BuildStatus, ImageRegister
@@ -128,6 +128,13 @@ class BuildService:
             return self._record(build, BuildState(state.status, state.image or build.image, state.reason, build.handle))
         except ConditionFailed:  # an event or the schedule recorded it meanwhile
             return self.get(build.image_name)
+
+    def logs(self, build: Build, cursor: str = "") -> LogPage:
+        """The build's log after ``cursor``: what repo2docker (AWS) or git and pip (local) said. An image
+        that was registered, or found built, has no log here."""
+        if not build.handle:
+            return LogPage([], cursor)
+        return self.builder.logs(build.handle, cursor)
 
     def find(self, repository: str) -> Build:
         canonical = self._canonical(repository)

@@ -40,6 +40,7 @@ from chalicelib.services.stagings import StagingService
 log = logging.getLogger(__name__)
 SERVER_EVENT = "server/"
 POLL_SECONDS = 0.25  # between looks at a build or a starting server: local events land within this
+QUIET_BUILD_SECONDS = 10  # a build that logs nothing for this long is said to be still building
 
 
 @dataclass
@@ -99,21 +100,32 @@ class LaunchService:
         yield from self._until_ready(spec, server, build)
 
     def _built(self, build: Build) -> Generator[Event | None, None, Build]:
-        """Wait for ``build`` to end, telling how long it has taken; the completed build, or Conflict."""
-        started = asked = time.monotonic()
-        told = 0
+        """Wait for ``build`` to end, telling its log as it comes (a ``building`` event a line, as BinderHub
+        does) and, while it logs nothing, how long it has taken; the completed build, or Conflict."""
+        started = ask_at = time.monotonic()
+        last_told: float | None = None
+        cursor, followed = "", build.status is BuildStatus.pending
         while build.status is BuildStatus.pending:
-            waited = int(time.monotonic() - started)
-            if waited >= told:
-                yield Event("building", f"Building {build.image_name} ({waited} s)\n")
-                told = waited + 10
+            now = time.monotonic()
+            if now >= ask_at:
+                page = self.builds.logs(build, cursor)
+                cursor = page.cursor
+                for line in page.lines:
+                    yield Event("building", line + "\n")
+                last_told = now if page.lines else last_told
+            if last_told is None or now - last_told >= QUIET_BUILD_SECONDS:
+                yield Event("building", f"Building {build.image_name} ({int(now - started)} s)\n")
+                last_told = now
             else:
                 yield None
             self._check_timeout(started, "the build")
             self.sleep(POLL_SECONDS)
             build = self.builds.get(build.image_name)
-            if time.monotonic() >= asked + self.ask_builder_every:
-                build, asked = self.builds.refresh(build), time.monotonic()
+            if time.monotonic() >= ask_at:
+                build, ask_at = self.builds.refresh(build), time.monotonic() + self.ask_builder_every
+        if followed:  # what it said last, before it ended (a build found built is not retold)
+            for line in self.builds.logs(build, cursor).lines:
+                yield Event("building", line + "\n")
         if build.status is BuildStatus.failed:
             raise Conflict(f"The build of {build.repository} at {build.commit[:12]} failed: {build.reason}")
         return build
