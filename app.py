@@ -15,6 +15,7 @@ from chalicelib.routes.compat import compat
 from chalicelib.routes.deployments import deployments
 from chalicelib.routes.meta import meta
 from chalicelib.routes.middleware import errors_as_json, guard_origins
+from chalicelib.routes.pages import pages
 from chalicelib.routes.pools import pools
 from chalicelib.routes.stagings import stagings
 from chalicelib.routes.v1 import v1
@@ -29,7 +30,7 @@ logger = configure_logging()
 # so the event rules match only this stage's CodeBuild project and ECS cluster.
 settings = get_settings()
 
-for blueprint in (builds, stagings, deployments, pools, meta, compat, v1):
+for blueprint in (builds, stagings, deployments, pools, meta, compat, v1, pages):
     app.register_blueprint(blueprint)
 
 

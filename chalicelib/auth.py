@@ -41,7 +41,8 @@ ENDPOINT_SCOPES = {
     "binders.list": "deployments",
     "binders.get": "deployments",
 }
-ALWAYS_PUBLIC = frozenset({"health", "versions", "openapi", "repoproviders"})
+# Pages for people (the front page, the badge, /v2/ launch links) are public: a browser sends no token.
+ALWAYS_PUBLIC = frozenset({"health", "versions", "openapi", "repoproviders", "index", "badge", "launch"})
 CHALLENGE = {"WWW-Authenticate": 'token realm="binderless"'}
 # Endpoints about one server that its own token opens too; the route calls ``authorize_server``.
 OWNER_OR_ADMIN = frozenset({"deployments.delete"})

@@ -20,8 +20,6 @@ from chalicelib import event_stream, launch_page
 from chalicelib.errors import BinderError, NotFound, to_response
 from chalicelib.routes.middleware import origin_policy
 
-PAGE_HEADERS = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
-                "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 NO_ROUTE = NotFound("No such path in this API; GET /openapi.json lists them.")
 
 
@@ -54,17 +52,18 @@ class LocalRequestHandler(ChaliceRequestHandler):
         lowered = {name.lower(): value for name, value in headers.items()}
         policy = origin_policy()
         build = event_stream.build_request(self.path) if self.command == "GET" else None
-        launch = launch_page.launch_request(self.path) if self.command == "GET" else None
+        # A /v2/ link goes to the app (routes/pages.py) with its spec as the one segment that Chalice's local
+        # gateway can match for the route's {proxy+} (launch_page.locate reads it back).
+        launch = launch_page.local_path(self.path) if self.command == "GET" else None
         try:
             policy.check(lowered)
             if build:
                 self._stream_launch(*build, lowered, policy.response_headers(lowered.get("origin")))
                 return
             if launch:
-                prefix = "/api" if self.path.startswith("/api/") else ""
-                self._send(200, dict(PAGE_HEADERS), launch_page.page(*launch, stream_prefix=prefix))  # (Chalice pops)
-                return
-            response = self._route(headers, body)
+                response = self.local_gateway.handle_request(method="GET", path=launch, headers=headers, body=body)
+            else:
+                response = self._route(headers, body)
         except BinderError as error:
             self._send_error(error)
             return

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from chalicelib.front_page import ApiIndex
 from chalicelib.models import (
     NAME_PATTERN,
     SERVER_ID_PATTERN,
@@ -47,10 +48,12 @@ from chalicelib.repository_urls import MAX_URL_LENGTH
 class Answer:
     description: str
     models: tuple[type[BaseModel], ...]
+    # besides JSON (the models): media types whose body is a document for people or an image (a string)
+    media_types: tuple[str, ...] = ()
 
 
-def answer(description: str, *models: type[BaseModel]) -> Answer:
-    return Answer(description, models)
+def answer(description: str, *models: type[BaseModel], media_types: tuple[str, ...] = ()) -> Answer:
+    return Answer(description, models, media_types)
 
 
 @dataclass(frozen=True)
@@ -283,3 +286,33 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "openapi", "This document", {200: answer("The OpenAPI 3.1 document.", OpenApiDocument)}, {}),
     **V1_OPERATIONS,
 }
+
+# Pages for people (chalicelib/routes/pages.py).
+PATH_PARAMETERS.update({
+    "provider": ("A repository provider: gh, gl, gist or git (GET /api/repoproviders).", "gh",
+                 {"type": "string", "enum": ["gh", "gl", "gist", "git"]}),
+    "proxy+": ("The rest of the launch link, slashes included: the provider's spec (`<org>/<repo>/<ref>`, "
+               "`<url-escaped URL>/<ref>`, ...).", "binder-examples/requirements/HEAD", {"type": "string"}),
+})
+OPERATIONS.update({
+    ("GET", "/"): Operation(
+        "index", "The launch form for browsers; an index of the API for programs",
+        {200: answer("HTML (the launch form) when the client prefers text/html, as a browser does; else JSON: "
+                     "where the documents and the launch links are.", ApiIndex, media_types=("text/html",))},
+        {}, description="Content negotiation on `Accept`: HTML when the preferred media range (highest q, then "
+                        "first listed) is `text/html` or `application/xhtml+xml`; JSON for anything else, `*/*` "
+                        "and no Accept included."),
+    ("GET", "/badge_logo.svg"): Operation(
+        "badge", "The launch badge image, for README files",
+        {200: answer("The badge, cacheable for a day.", media_types=("image/svg+xml",))}, {},
+        description="Markdown: `[![Binder](<base>/badge_logo.svg)](<base>/v2/<provider>/<spec>)`."),
+    ("GET", "/v2/{provider}/{proxy+}"): Operation(
+        "launchPage", "BinderHub's launch link: a page that follows the launch, then opens the server",
+        {200: answer("The launch page: it reads the launch's `/build/` event stream on the same origin, shows the "
+                     "phases and the build log, then sends the browser to the server (`urlpath`, `labpath` or "
+                     "`filepath` chooses where). A spec no provider can read fails on the page.",
+                     media_types=("text/html",))},
+        {404: "An unknown provider, or no spec."},
+        description="Optional query parameters, BinderHub's: `urlpath` (a path on the server, e.g. `lab`), "
+                    "`labpath` (a file opened in JupyterLab: `lab/tree/<labpath>`) or `filepath` (`tree/<filepath>`)."),
+})

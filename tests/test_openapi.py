@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -80,12 +81,18 @@ def test_every_route_and_method_is_an_operation_with_its_replies_and_errors(clie
         where = f"{method} {path}"
         assert operation["summary"], where
         params = [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"]
-        assert params == app.routes[path][method].view_args, where
+        # every {name} of the path, the greedy {proxy+} (which Chalice leaves out of view_args) too
+        assert params == re.findall(r"\{([^}]+)\}", path), where
+        assert app.routes[path][method].view_args == [name for name in params if not name.endswith("+")], where
         statuses = {int(status): response for status, response in operation["responses"].items()}
         assert any(200 <= status < 300 for status in statuses), where
         for status, response in statuses.items():
-            schema = response["content"]["application/json"]["schema"]
+            assert response["content"], where
+            # errors are JSON; a page or an image (text/html, image/svg+xml) is a string
+            schema = response["content"].get("application/json", {}).get("schema")
             assert (schema == ERROR) == (status >= 400), where
+            assert all(media == "application/json" or content["schema"] == {"type": "string"}
+                       for media, content in response["content"].items()), where
             if status in (429, 503):
                 assert "Retry-After" in response["headers"], where
         if "requestBody" in operation:
@@ -141,7 +148,8 @@ def test_security_is_this_deployments_and_the_api_enforces_it(client: Any, world
         assert world.services.auth.is_public(name) == (operation["security"] == [])
         # Without a token, exactly the protected operations answer 401.
         reply = client.http.request(method, path.format(image_name="x", environment_name="x", server_id="x",
-                                                             binder_name="x", org="x", repo="x"))
+                                                             binder_name="x", org="x", repo="x", provider="gh",
+                                                             **{"proxy+": "x"}))
         assert (reply.status_code == 401) == (operation["security"] != []), (name, reply.status_code)
     assert names == set(ENDPOINT_SCOPES) | ALWAYS_PUBLIC
 
