@@ -68,10 +68,14 @@ STATEMENTS: tuple[Statement, ...] = (
      {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}),
     ("Builds", ("codebuild:BatchGetBuilds", "codebuild:StartBuild"), ("${BuildProjectArn}",), None),
     ("BuiltImages", ("ecr:DescribeImages",), ("${RepositoryArn}",), None),
+    # GET /builds/repos/{image}/logs and the /build/ stream read the builds' log streams: GetLogEvents is
+    # authorized on the log stream (log-group:<name>:log-stream:<stream>), not on the group.
+    ("BuildLogs", ("logs:GetLogEvents",),
+     ("arn:${Partition}:logs:${Region}:${Account}:log-group:${BuildLogGroupName}:log-stream:*",), None),
     ("ServerAddresses", ("ec2:DescribeNetworkInterfaces",), ("*",), None),
 )
 LOG_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
-POLICY_OUTPUTS = ("TableArn", "ClusterArn", "ClusterName", "BuildProjectArn", "RepositoryArn",
+POLICY_OUTPUTS = ("TableArn", "ClusterArn", "ClusterName", "BuildProjectArn", "BuildLogGroupName", "RepositoryArn",
                   "ExecutionRoleArn", "TaskRoleArn")
 _VARIABLE = re.compile(r"\$\{([A-Za-z]+)\}")
 _PSEUDO = {"Partition": "AWS::Partition", "Region": "AWS::Region", "Account": "AWS::AccountId"}
@@ -152,6 +156,7 @@ def default_outputs(name: str, partition: str = "aws", region: str = "*", accoun
         "ClusterArn": arn.format(service="ecs", resource=f"cluster/{name}"),
         "BuildProjectName": f"{name}-repo2docker",
         "BuildProjectArn": arn.format(service="codebuild", resource=f"project/{name}-repo2docker"),
+        "BuildLogGroupName": f"/aws/codebuild/{name}-repo2docker",
         "RepositoryArn": arn.format(service="ecr", resource=f"repository/{name}"),
         "ExecutionRoleArn": f"arn:{partition}:iam::{account}:role/{name}-server-execution",
         "TaskRoleArn": f"arn:{partition}:iam::{account}:role/{name}-server",

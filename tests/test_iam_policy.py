@@ -17,6 +17,7 @@ import ast
 import fnmatch
 import json
 import re
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,11 +40,14 @@ from scripts.policy import LOG_ACTIONS, TASK_FAMILY_PREFIX, UNRESTRICTABLE, defa
 from scripts.single_stack import ROLES
 from tests.conftest import ADMIN, Clock, GitRefs, World, auth, body
 from tests.helpers import REPO, build_event, run_all_starting, staged, tasks_of_launch, tick
+from tests.test_contract_builder import CodeBuildWithLogs
 from tests.test_infra import REGION, deploy_stack
 
 CHALICE = ROOT / ".chalice"
+BUILD_LOGS = "/aws/codebuild/binderless-repo2docker"  # infra/binderless.yml's BuildLogGroup for Name=binderless
 # attribute holding a boto3 client in chalicelib -> its service (= the IAM prefix)
-CLIENT_ATTRIBUTES = {"ecs": "ecs", "ec2": "ec2", "ecr": "ecr", "codebuild": "codebuild", "client": "dynamodb"}
+CLIENT_ATTRIBUTES = {"ecs": "ecs", "ec2": "ec2", "ecr": "ecr", "codebuild": "codebuild", "client": "dynamodb",
+                     "logs_client": "logs"}
 TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
                     "ConditionCheck": "ConditionCheckItem"}
 # Granted though no code line names them: the policy must hold them, nothing else beyond the calls.
@@ -231,6 +235,9 @@ def iam_requests(service: str, operation: str, params: dict[str, Any], account: 
         return [("ecr:DescribeImages", _arn("ecr", "repository/", params["repositoryName"], account), {})]
     if service == "ec2" and operation == "DescribeNetworkInterfaces":
         return [("ec2:DescribeNetworkInterfaces", "*", {})]
+    if service == "logs" and operation == "GetLogEvents":  # authorized on the log stream
+        stream = f"{params['logGroupName']}:log-stream:{params['logStreamName']}"
+        return [("logs:GetLogEvents", _arn("logs", "log-group:", stream, account), {})]
     raise AssertionError(f"teach iam_requests() which resource {service}:{operation} is authorized on")
 
 
@@ -303,7 +310,8 @@ def recorded_flow() -> Iterator[tuple[Recorder, dict[str, Any], str]]:
             ecs = recorder.client("ecs")
             services = build_services(
                 settings, store=store, resolver=git, clock=clock,
-                builder=AwsBuilder(settings, codebuild=recorder.client("codebuild"), ecr=recorder.client("ecr")),
+                builder=AwsBuilder(settings, codebuild=CodeBuildWithLogs(recorder.client("codebuild"), BUILD_LOGS),
+                                   ecr=recorder.client("ecr"), logs_client=recorder.client("logs")),
                 stager=AwsStager(settings, ecs=ecs), spawner=AwsSpawner(settings, ecs=ecs, ec2=recorder.client("ec2")))
             set_services(services)
             # The test's own look-ups go through clients that are not recorded.
@@ -334,6 +342,13 @@ def _run_the_whole_flow(client: Any, world: World) -> None:
     clock.advance(world.settings.build_poll_after + 1)
     tick(client)  # the build's event is overdue: BatchGetBuilds
     assert polled
+    build_id = services.store.builds.get(polled).handle["id"]  # type: ignore[union-attr]
+    logs = boto3.client("logs", region_name=REGION)
+    logs.create_log_stream(logGroupName=BUILD_LOGS, logStreamName=build_id.partition(":")[2])
+    logs.put_log_events(logGroupName=BUILD_LOGS, logStreamName=build_id.partition(":")[2],
+                        logEvents=[{"timestamp": int(time.time() * 1000), "message": "Picked Git content provider."}])
+    read = client.http.get(f"/builds/repos/{polled}/logs")  # BatchGetBuilds, then GetLogEvents on its stream
+    assert body(read)["lines"] == ["Picked Git content provider."], read.body
 
     environment = staged(client, world)  # build, its event, then the task definition
     reply = client.http.post(f"/pools/{environment}", body=json.dumps({"size": 2}), headers=auth())
