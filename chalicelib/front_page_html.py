@@ -48,7 +48,7 @@ function repositorySpec(provider, text) {
   let repository = text.trim();
   const detected = provider.detect ? repository.match(new RegExp(provider.detect.regex)) : null;
   if (detected && detected.groups && detected.groups.repo) repository = detected.groups.repo;
-  if (!repository || /\s/.test(repository)) return null;
+  if (!repository || /\\s/.test(repository)) return null;
   if (!new RegExp(`^(?:${provider.spec.validateRegex})$`).test(repository)) return null;
   return provider.repo.urlEncode ? encodeURIComponent(repository) : repository;
 }
