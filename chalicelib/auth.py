@@ -22,6 +22,7 @@ ENDPOINT_SCOPES = {
     "builds.get": "builds",
     "builds.find": "builds",
     "builds.status": "builds",
+    "builds.logs": "builds",
     "images.register": "admin",
     "stagings.create": "stagings",
     "stagings.get": "stagings",

@@ -16,6 +16,7 @@ DEFAULT_PUBLIC_ENDPOINTS = (
     "builds.create",
     "builds.get",
     "builds.find",
+    "builds.logs",
     "deployments.create",
     "deployments.get",
     "pools.get",

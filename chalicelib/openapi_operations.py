@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from chalicelib.backends.base import MAX_CURSOR
 from chalicelib.front_page import ApiIndex
 from chalicelib.models import (
     NAME_PATTERN,
@@ -24,6 +25,7 @@ from chalicelib.models import (
 )
 from chalicelib.replies import (
     BindingReply,
+    BuildLogPage,
     BuildSummary,
     Health,
     OpenApiDocument,
@@ -67,6 +69,7 @@ class Operation:
     description: str = ""
     # query parameter name -> (description, example, schema)
     query: Mapping[str, tuple[str, str, dict[str, Any]]] = field(default_factory=dict)
+    optional_query: frozenset[str] = frozenset()  # the query parameters a caller may leave out
     headers: tuple[dict[str, Any], ...] = ()  # header parameters, as OpenAPI writes them
 
 
@@ -186,6 +189,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "getBuildStatus", "A build's status",
         {200: answer("pending, completed or failed (with a reason).", StatusReply)},
         {404: "No such image.", **BUSY}),
+    ("GET", "/builds/repos/{image_name}/logs"): Operation(
+        "getBuildLogs", "A page of a build's log",
+        {200: answer("The log's lines after `cursor` and the cursor to ask from next (the same one while nothing "
+                     "new was logged). Read on while `status` is pending or `lines` is not empty.", BuildLogPage)},
+        {400: "A cursor this API did not give.", 404: "No such image.", **BUSY},
+        description="What repo2docker said (AWS: the CodeBuild build's CloudWatch Logs stream), or git and pip "
+                    "(local mode). The same lines come as `building` events on the `/build/` stream. A registered "
+                    "image, or one that was built before it was asked for, has no lines here.",
+        query={"cursor": ("The `cursor` of the last page; leave it out to read from the start.", "",
+                          {"type": "string", "maxLength": MAX_CURSOR})},
+        optional_query=frozenset({"cursor"})),
     ("POST", "/builds/images"): Operation(
         "registerImage", "Register an operator-approved prebuilt image under an image-name",
         {201: answer("Registered: stage it like a completed build.", RegisteredImage)},

@@ -58,6 +58,15 @@ class RepositoryBuild(Reply):
     reason: str | Absent = optional("Why the build failed.")
 
 
+class BuildLogPage(Reply):
+    """A page of a build's log."""
+
+    image_name: str = Field(alias="image-name")
+    status: BuildStatus = Field(description="The build's status when this page was read.")
+    lines: list[str] = Field(description="The log's lines after the cursor asked with, oldest first.")
+    cursor: str = Field(description="Ask with this next time for the lines after these.")
+
+
 class RegisteredImage(Reply):
     """An operator-approved prebuilt image (POST /builds/images)."""
 
@@ -181,6 +190,11 @@ class RepoProviders(RootModel[list[dict[str, Any]]]):
 
 
 class Versions(Reply):
+    """BinderHub's fields (``binderhub``: the version of what answers as a BinderHub; ``builder_info``:
+    what builds images) and ours."""
+
+    binderhub: str
+    builder_info: dict[str, str] = Field(description="`repo2docker-version` on AWS; what builds locally.")
     binderless: str
     api: Literal["v2"]
     backend: Literal["aws", "local"]
