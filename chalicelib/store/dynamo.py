@@ -7,6 +7,8 @@ Key layout (one table, see DESIGN.md):
     ENV#<env>           STAGING          a staged environment
     ENV#<env>           POOL             its pool: target size and exact counters
     ENV#<env>           SERVER#<id>      a notebook server
+    ENV#<env>           BINDING          the v1 binding that holds this environment's name
+    BINDING#<org/repo>  BINDING          a v1 binding (its declaration), written with the item above
     TOKEN#<sha256>      TOKEN            an API token (hash only)
     LEASE#<name>        LEASE            a lease: one run at a time (the keeper's tick)
 
