@@ -19,7 +19,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json
 
 from chalicelib import __version__
 from chalicelib.auth import ENDPOINT_SCOPES, OWNER_OR_ADMIN
-from chalicelib.openapi_operations import OPERATIONS, PATH_PARAMETERS, Operation
+from chalicelib.openapi_operations import OPERATIONS, PATH_PARAMETERS, STREAMED, Operation
 from chalicelib.replies import ErrorReply
 
 OPENAPI_VERSION = "3.1.0"
@@ -86,6 +86,10 @@ def openapi_document(routes: Routes, is_public: Callable[[str], bool], base_path
     return {**_cache[key], "servers": [{"url": base_path or "/"}]}
 
 
+def _streamed() -> None:
+    """The view of a route Chalice does not serve (openapi_operations.STREAMED): never called."""
+
+
 def endpoint_name(entry: RouteEntry) -> str:
     name = getattr(entry.view_function, "endpoint_name", None)
     if not isinstance(name, str):
@@ -105,6 +109,9 @@ def build_document(routes: Routes, public: frozenset[str], *, max_pool_size: int
                 raise UndocumentedRoute(f"{method} {path} has no entry in openapi_operations.OPERATIONS")
             name = endpoint_name(entry)
             paths.setdefault(path, {})[method.lower()] = _operation(operation, entry, name, name in public, refs)
+    for path, (name, operation) in STREAMED.items():
+        entry = RouteEntry(_streamed, name, path, "GET")
+        paths[path] = {"get": _operation(operation, entry, name, name in public, refs)}
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": "binderless", "version": __version__, "description": DESCRIPTION},

@@ -330,3 +330,24 @@ OPERATIONS.update({
         description="Optional query parameters, BinderHub's: `urlpath` (a path on the server, e.g. `lab`), "
                     "`labpath` (a file opened in JupyterLab: `lab/tree/<labpath>`) or `filepath` (`tree/<filepath>`)."),
 })
+
+# BinderHub's event stream is served outside Chalice's route table (by local mode's server, and on AWS by
+# the streaming function behind the same API: chalicelib/stream_server.py), and documented all the same.
+# path -> (the endpoint name its security is shown by, the operation)
+STREAMED: dict[str, tuple[str, Operation]] = {
+    "/build/{provider}/{proxy+}": ("builds.create", Operation(
+        "launchStream", "BinderHub's launch protocol: build if needed, launch, and say so as it goes",
+        {200: answer("`text/event-stream`: events `data: {\"phase\", \"message\", ...}` in BinderHub's phases: "
+                     "`waiting`, `fetching`, `building` (one per build log line), `built`, `launching`, then "
+                     "`ready` (`url`, `token`, `image`, `repo_url`, `binder_ref_url`) or `failed` (`status_code`: "
+                     "429 when a limit refused it). The stream stays open until one of those two, with a comment "
+                     "every 25 s; every error is a `failed` event (an EventSource cannot read an error reply).",
+                     media_types=("text/event-stream",))},
+        {}, description="What Thebe, sphinx-thebe and Jupyter Book's launch buttons open as `{binderUrl}/build/...`. "
+                        "A reconnect with `Last-Event-ID` (the id of the last event) follows the same server and "
+                        "never starts another; after `ready` it gets `ready` again. Launching also needs what "
+                        "`deployments.create` needs. Local mode takes `git/<url-escaped file:// URL>/<ref>` too.",
+        headers=({"name": "Last-Event-ID", "in": "header", "required": False,
+                  "description": "The last event's id, as EventSource sends it when it reconnects.",
+                  "schema": {"type": "string", "maxLength": 300}},))),
+}
