@@ -69,24 +69,18 @@ def cold_start(local: LocalMode, env: str) -> float:
     return elapsed
 
 
-def jupyter_alone(work: Path, runs: int) -> list[float]:
-    """The peer: seconds from starting a server process (the spawner's own command, no API, no
+def jupyter_alone(peer: LocalSpawner, root: Path, number: int) -> float:
+    """The peer, once: seconds from starting a server process (the spawner's own command, no API, no
     database) to its first page, as a reader opens its location (``<url>?token=``: JupyterLab's page,
     which its first render makes 0.1-0.3 s dearer than ``api/status``), polled every 10 ms: the same
     request the cold launch is timed to. Local mode cannot beat this."""
-    spawner = LocalSpawner(Settings(backend="local", local_dir=str(work / "alone")), grace=0.5)
-    samples = []
-    try:
-        for number in range(runs):
-            started = time.perf_counter()
-            launched, = spawner.start({"path": str(work)}, [f"alone{number}"], "alone", secrets.token_hex(24))
-            page = f"{launched.handle['url']}?token={launched.token}"
-            wait_for(partial(answers, page), 60, "jupyter answers", every=0.01)
-            samples.append(time.perf_counter() - started)
-            spawner.stop(launched.handle, "measured")
-    finally:
-        spawner.stop_all()
-    return samples
+    started = time.perf_counter()
+    launched, = peer.start({"path": str(root)}, [f"alone{number}"], "alone", secrets.token_hex(24))
+    page = f"{launched.handle['url']}?token={launched.token}"
+    wait_for(partial(answers, page), 60, "jupyter answers", every=0.01)
+    seconds = time.perf_counter() - started
+    peer.stop(launched.handle, "measured")
+    return seconds
 
 
 def answers(url: str, token: str = "") -> bool:
@@ -148,13 +142,21 @@ def pool_round(local: LocalMode, env: str, claims: int) -> list[tuple[float, flo
     return timings
 
 
-def measure(local: LocalMode, env: str, colds: int, hits: int, pool_size: int, tick: float) -> dict[str, Any]:
-    cold = []
-    for _ in range(colds):
-        # Started right after the tick that saw the last one, every cold start would land at the same
-        # point of the tick's cycle; a user arrives at any point of it.
-        time.sleep(random.uniform(0, tick))  # noqa: S311 (not a secret)
-        cold.append(cold_start(local, env))
+def measure(local: LocalMode, env: str, colds: int, hits: int, pool_size: int, tick: float,
+            work: Path) -> dict[str, Any]:
+    cold, alone = [], []
+    # The peer and the cold launch take turns, on the same repository: each pair meets the machine in
+    # the same state (run one after the other, the peer's median moved by 0.4 s between runs).
+    peer = LocalSpawner(Settings(backend="local", local_dir=str(work / "alone")), grace=0.5)
+    try:
+        for number in range(colds):
+            alone.append(jupyter_alone(peer, work / "repository", number))
+            # Started right after the tick that saw the last one, every cold start would land at the same
+            # point of the tick's cycle; a user arrives at any point of it.
+            time.sleep(random.uniform(0, tick))  # noqa: S311 (not a secret)
+            cold.append(cold_start(local, env))
+    finally:
+        peer.stop_all()
     print(f"  {colds} cold starts done", flush=True)
     filled = pool_fill(local, env, pool_size)
     posts: list[float] = []
@@ -167,9 +169,9 @@ def measure(local: LocalMode, env: str, colds: int, hits: int, pool_size: int, t
             ready.append(answered)
     local.api("DELETE", f"/pools/{env}")
     bursts = [warm_burst(local, env, BURST) for _ in range(BURSTS)]
-    return {"cold_deploy_to_200": summary(cold), "pool_fill": summary([filled]), "warm_burst": summary(bursts),
-            "pool_hit_post": summary(posts), "pool_hit_post_to_200": summary(ready),
-            "raw": {"cold": cold, "pool_hit_post": posts}}
+    return {"cold_deploy_to_200": summary(cold), "jupyter_alone": summary(alone), "pool_fill": summary([filled]),
+            "warm_burst": summary(bursts), "pool_hit_post": summary(posts), "pool_hit_post_to_200": summary(ready),
+            "raw": {"cold": cold, "jupyter_alone": alone, "pool_hit_post": posts}}
 
 
 def table(results: dict[str, Any]) -> str:
@@ -214,8 +216,7 @@ def main() -> None:
         print("starting local mode ...", flush=True)
         with local_mode(work, secrets.token_urlsafe(24), BINDERLESS_LOCAL_TICK=str(args.tick)) as local:
             env = local.build_and_stage(work / "repository")
-            results = measure(local, env, args.cold, args.hits, args.pool_size, args.tick)
-        results["jupyter_alone"] = summary(jupyter_alone(work, args.cold))  # same run, same machine
+            results = measure(local, env, args.cold, args.hits, args.pool_size, args.tick, work)
     cold, alone = results["cold_deploy_to_200"]["median"], results["jupyter_alone"]["median"]
     results["cold_vs_jupyter"], results["cold_over_jupyter_ms"] = cold / alone, (cold - alone) * 1000
     results["settings"] = {"tick_seconds": args.tick, "check_interval_seconds": 1, "pool_size": args.pool_size,
