@@ -12,6 +12,9 @@ repository, then measures:
 - pool hit: POST /deployments/{env} while the (settled) pool has servers available (201, location at once);
   also POST -> the location answering 200. Claimed in rounds of ``--pool-size``, the pool refilled
   and the claimed servers deleted between rounds.
+- launch stream: BinderHub's GET /build/git/<repository>/HEAD, read as EventSource reads it, until
+  ``ready``: for a repository never seen (clone, stage, start), a built one with an empty pool
+  (start), and one with a warm pool (claim).
 
 Prints a table and writes JSON to bench/results/ (git-ignored); with ``--json`` the last line is
 the summary (everything but the raw samples) as JSON. `make bench` (bench/run.py) runs it with the
@@ -33,17 +36,20 @@ import time
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from chalicelib.backends.local import LocalSpawner  # noqa: E402 (after the path)
 from chalicelib.config import Settings  # noqa: E402
+from tests.event_source import events  # noqa: E402
 from tests.load import run_concurrently  # noqa: E402
 from tests.local_mode import LocalMode, call, local_mode, wait_for  # noqa: E402
 from tests.local_repo import make_repository  # noqa: E402
 
 BURST = 10
 SETTLE = 2.0  # seconds a full pool is left before a burst or a round of pool hits (warm_burst says why)
+STREAMS = 3  # launches through the /build/ stream, of each kind
 BURSTS = 3  # the median of three: one burst alone swings by half (the first in a process is the slowest)
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -122,6 +128,44 @@ def warm_burst(local: LocalMode, env: str, size: int) -> float:
     return seconds
 
 
+def stream_to_ready(local: LocalMode, repository: Path) -> tuple[float, str]:
+    """Seconds from opening the launch's /build/ stream to its ``ready`` event, and the server's event id."""
+    started = time.perf_counter()
+    _, told = events(f"{local.base}/build/git/{quote(repository.as_uri(), safe='')}/HEAD", token=local.token)
+    seconds = time.perf_counter() - started
+    assert told and told[-1]["phase"] == "ready", told[-3:]
+    return seconds, told[-1]["_id"]  # server/<environment>/<id>
+
+
+def launch_streams(local: LocalMode, work: Path, runs: int) -> dict[str, list[float]]:
+    """The /build/ stream to ``ready``: a new repository, the same one built (empty pool), then pooled."""
+    timings: dict[str, list[float]] = {"new": [], "built": [], "pooled": []}
+    stop = partial(stop_server, local)
+    for number in range(runs):
+        fresh = work / f"streamed-{number}"
+        make_repository(fresh)
+        seconds, server = stream_to_ready(local, fresh)
+        timings["new"].append(seconds)
+        stop(server)
+        seconds, server = stream_to_ready(local, fresh)
+        timings["built"].append(seconds)
+        stop(server)
+    env = server.split("/")[1]
+    assert local.api("PUT", f"/pools/{env}", {"size": runs}).status == 200
+    wait_for(lambda: available(local, env) == runs, 120, f"the pool fills to {runs}", every=0.05)
+    time.sleep(SETTLE)
+    for _ in range(runs):
+        seconds, server = stream_to_ready(local, fresh)
+        timings["pooled"].append(seconds)
+    local.api("DELETE", f"/pools/{env}")
+    return timings
+
+
+def stop_server(local: LocalMode, event_id: str) -> None:
+    _, env, server_id = event_id.split("/")
+    local.api("DELETE", f"/deployments/{env}/{server_id}")
+
+
 def available(local: LocalMode, env: str) -> int:
     return int(local.api("GET", f"/pools/{env}").body["available"])
 
@@ -169,8 +213,10 @@ def measure(local: LocalMode, env: str, colds: int, hits: int, pool_size: int, t
             ready.append(answered)
     local.api("DELETE", f"/pools/{env}")
     bursts = [warm_burst(local, env, BURST) for _ in range(BURSTS)]
+    streams = launch_streams(local, work, STREAMS)
     return {"cold_deploy_to_200": summary(cold), "jupyter_alone": summary(alone), "pool_fill": summary([filled]),
             "warm_burst": summary(bursts), "pool_hit_post": summary(posts), "pool_hit_post_to_200": summary(ready),
+            **{f"stream_{case}": summary(samples) for case, samples in streams.items()},
             "raw": {"cold": cold, "jupyter_alone": alone, "pool_hit_post": posts}}
 
 
@@ -180,7 +226,10 @@ def table(results: dict[str, Any]) -> str:
             ("pool of N: PUT size -> N available", results["pool_fill"]),
             (f"burst: {BURST} launches on a pool of {BURST}, all answer", results["warm_burst"]),
             ("pool hit: POST /deployments (201)", results["pool_hit_post"]),
-            ("pool hit: POST -> location answers 200", results["pool_hit_post_to_200"])]
+            ("pool hit: POST -> location answers 200", results["pool_hit_post_to_200"]),
+            ("/build/ -> ready: a new repository", results["stream_new"]),
+            ("/build/ -> ready: built, empty pool", results["stream_built"]),
+            ("/build/ -> ready: a warm pool", results["stream_pooled"])]
     lines = [f"{'what':<46}{'n':>4}{'median':>11}{'p95':>11}{'max':>11}"]
     for label, stats in rows:
         lines.append(f"{label:<46}{stats['n']:>4}" + "".join(f"{stats[k] * 1000:>9.0f}ms" for k in

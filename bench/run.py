@@ -160,7 +160,10 @@ def local_bench(result: dict[str, Any]) -> list[str]:
             row("pool of N: PUT size -> N available", f"{result['pool_fill']['median']:.2f} s"),
             row(f"burst: 10 on a pool of 10, all answer, median of {result['warm_burst']['n']}",
                 f"{result['warm_burst']['median']:.2f} s",
-                "< 0.3 s", result["warm_burst"]["median"] < 0.3)]
+                "< 0.3 s", result["warm_burst"]["median"] < 0.3),
+            *(row(f"/build/ -> ready, {label}, median (n={result[key]['n']})", f"{result[key]['median']:.2f} s")
+              for key, label in (("stream_new", "new repository"), ("stream_built", "built, empty pool"),
+                                 ("stream_pooled", "warm pool")))]
 
 
 def jupyterhub_peer(result: dict[str, Any]) -> list[str]:

@@ -11,12 +11,15 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
+from tests.event_source import NO_PROXY
+from tests.event_source import events as read_events
 from tests.local_mode import LocalMode, local_mode, wait_for
 from tests.local_repo import make_repository
 from tests.test_browser import (  # noqa: F401 (fixtures, shared with the v2 API's browser test)
@@ -28,7 +31,9 @@ from tests.test_browser import (  # noqa: F401 (fixtures, shared with the v2 API
     site,
 )
 
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# With an API token by default (as a script would), so these tests do not use up the anonymous test
+# pages' share of servers.
+events = partial(read_events, token=ADMIN)
 FINAL = ("ready", "failed")
 
 
@@ -52,29 +57,6 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> str:
 def build_url(local: LocalMode, repository: str, ref: str = "HEAD", prefix: str = "") -> str:
     """What thebe-core builds for ``repoProvider: "git"``: the repository URL-escaped, then the ref."""
     return f"{local.base}{prefix}/build/git/{quote(repository, safe='')}/{ref}"
-
-
-def events(url: str, last_event_id: str = "", timeout: float = 120,
-           token: str | None = ADMIN) -> tuple[dict[str, str], list[dict[str, Any]]]:
-    """Read a /build/ stream to its end as EventSource does: (response headers, events, each its
-    ``data`` parsed, with its ``id`` under "_id" when it had one). With an API token by default (as
-    a script would), so these tests do not use up the anonymous test pages' share of servers."""
-    headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last_event_id} if last_event_id else {}),
-               **({"Authorization": f"token {token}"} if token else {})}
-    request = urllib.request.Request(url, headers=headers)
-    received: list[dict[str, Any]] = []
-    with NO_PROXY.open(request, timeout=timeout) as response:
-        event: dict[str, Any] = {}
-        for raw in response:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("id: "):
-                event["_id"] = line[4:]
-            elif line.startswith("data: "):
-                event.update(json.loads(line[6:]))
-            elif not line and event:
-                received.append(event)
-                event = {}
-        return dict(response.headers), received
 
 
 def test_thebe_core_launches_through_the_build_stream_cold_then_from_a_pool(

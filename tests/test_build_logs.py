@@ -14,9 +14,9 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.event_source import events
 from tests.local_mode import LocalMode, local_mode, wait_for
 from tests.local_repo import make_repository
-from tests.test_binder_launch import events
 
 ADMIN = "logs-admin-" + secrets.token_hex(16)
 
