@@ -5,12 +5,14 @@ Shaped like BinderHub's BuildExecutor and JupyterHub's Spawner: a small lifecycl
 adapter that made a handle looks inside it (JupyterHub's spawner state is "a black box" to the hub);
 everyone else knows one thing of it, its ``id`` (``handle_id``): the adapter's own name for the build
 or task (a CodeBuild id, a task ARN, a pid), which services compare and the store indexes.
-Adapters live beside this file: ``aws`` and ``local``.
+Adapters live beside this file: ``aws`` and ``local``; the Router's (the proxy in front of the servers)
+in ``routers``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Mapping, Protocol, Sequence
 
 from chalicelib.statuses import BuildStatus
@@ -173,3 +175,42 @@ class Spawner(Protocol):
 def handle_id(handle: Mapping[str, str]) -> str:
     """The build or task ``handle`` names ("" for none yet): all that is not the adapter's to read."""
     return handle.get(HANDLE_ID, "")
+
+
+# The proxy's routing table (JupyterHub's ``Proxy``). A route's prefix is a server's path,
+# ``/user/<server-id>/``: it starts and ends with "/" ("/" itself is the proxy's default route, not
+# the Router's to manage), its segments are URL-safe (letters, digits, ``-._~``) so that no adapter
+# has to escape them. Adapters accept a prefix with or without its trailing slash and always list it
+# with one (configurable-http-proxy keeps ``/user/x``; JupyterHub's routespecs are ``/user/x/``).
+ROUTE_PREFIX = "/user/{server_id}/"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where the proxy sends a prefix. ``target`` is the server's origin (``http://10.0.1.7:8888``):
+    the proxy keeps the whole path, prefix included, as the server's ``base_url`` expects.
+    ``data`` is the caller's own, given back as it was given. ``last_activity``: when the proxy last saw
+    a successful request or websocket traffic on the route (it counts adding the route as activity);
+    None where nothing measures it (no proxy)."""
+
+    target: str
+    data: Mapping[str, str] = field(default_factory=dict)
+    last_activity: datetime | None = None
+
+
+class Router(Protocol):
+    def add_route(self, path_prefix: str, target: str, data: Mapping[str, str]) -> None:
+        """Send requests under ``path_prefix`` to ``target``; adding a prefix again replaces its route.
+        ``target`` is an origin (``http://host:port``, no path): the server serves under the prefix itself
+        (its ``base_url``), as JupyterHub's single-user servers do. ValueError for a prefix or target not of
+        these shapes; errors.Unavailable when the proxy cannot be reached (the schedule adds it next tick)."""
+
+    def delete_route(self, path_prefix: str) -> None:
+        """Stop routing ``path_prefix``; deleting a route that does not exist is not an error."""
+
+    def get_all_routes(self) -> dict[str, Route]:
+        """Every route added through a Router, by prefix (with its trailing slash); not the default route."""
+
+    def url_for(self, path_prefix: str, target: str) -> str:
+        """The URL a reader opens for the route (a location, before its ``?token=``): the proxy's public URL
+        and the prefix, or with no proxy the server's own, ``target`` and the prefix."""
