@@ -229,10 +229,10 @@ def store(moto_endpoint: str) -> Any:
 @pytest.fixture(scope="module")
 def on_aws(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str, store: Any) -> Iterator[Server]:
     """As the function's template sets it (scripts/stream_route.py), its AWS calls reaching moto; each
-    stream ends at 1.5 s instead of the function's 885."""
+    stream ends at 3 s instead of the function's 885 (room for a keepalive or two even on a busy machine)."""
     yield from start_server(tmp_path_factory.mktemp("stream-aws"), BINDERLESS_BACKEND="aws",
                             BINDERLESS_TABLE_NAME="binderless-stream", AWS_ENDPOINT_URL=moto_endpoint,
-                            AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", BINDERLESS_STREAM_SECONDS="1.5")
+                            AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", BINDERLESS_STREAM_SECONDS="3")
 
 
 def starting_server(store: Any) -> Any:
@@ -262,7 +262,7 @@ def test_on_aws_a_stream_ends_cleanly_at_its_time_limit_and_a_reconnect_follows_
 
     assert cut.phases == ["launching"] and cut.events[0]["_id"] == event_id
     assert cut.comments[-1][1] == TIME_LIMIT.decode().strip()  # said, then the stream ended by itself
-    assert 1.4 < cut.ended_at < 3, cut.ended_at
+    assert 2.9 < cut.ended_at < 6, cut.ended_at
     assert KEEPALIVE.decode().strip() in [comment for _, comment in cut.comments]  # quiet meanwhile
 
     store.servers.transition(server, ServerState.running, url="http://10.0.0.7:8888/user/s1/")
