@@ -16,21 +16,20 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
 
 from tests.local_mode import LocalMode, local_mode, wait_for
 from tests.local_repo import make_repository
+from tests.npm import missing, npm_installed, run
 
 BROWSER_DIR = Path(__file__).resolve().parent / "browser"
 BUNDLE = BROWSER_DIR / "dist" / "page.js"
@@ -40,38 +39,21 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--no-first-run", "--disable-sync",
                  # Nothing but this machine: a stray request to the internet fails at once instead of hanging.
                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"]
-REQUIRED = os.environ.get("BINDERLESS_REQUIRE_BROWSER", "") == "1"
 ADMIN = "browser-admin-" + secrets.token_hex(16)
 PAGE_TIMEOUT_MS = 60_000
 EXTRA_INFO_WAIT = 5.0  # seconds
 CLIENTS = ("services", "thebe")
 
 
-def missing(reason: str) -> NoReturn:
-    """Skip, or fail where the browser test must run (BINDERLESS_REQUIRE_BROWSER=1)."""
-    if REQUIRED:
-        pytest.fail(f"{reason} (BINDERLESS_REQUIRE_BROWSER=1: the browser test must run)")
-    pytest.skip(f"{reason}; set BINDERLESS_REQUIRE_BROWSER=1 to make this a failure")
-
-
 @pytest.fixture(scope="module")
 def bundle() -> Path:
     """The page's script: ``npm ci`` when node_modules is missing or stale, then esbuild when the bundle is."""
-    npm = shutil.which("npm")
-    if not npm or not shutil.which("node"):
-        missing("node and npm are needed to bundle the Jupyter client libraries (apt-get install npm)")
-    lock, installed = BROWSER_DIR / "package-lock.json", BROWSER_DIR / "node_modules" / ".package-lock.json"
-    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
-        run([npm, "ci", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"], timeout=900)
+    npm = npm_installed(BROWSER_DIR, "to bundle the Jupyter client libraries")
+    installed = BROWSER_DIR / "node_modules" / ".package-lock.json"
     sources = [BROWSER_DIR / "page.js", BROWSER_DIR / "package.json", installed]
     if not BUNDLE.exists() or BUNDLE.stat().st_mtime < max(path.stat().st_mtime for path in sources):
-        run([npm, "run", "--silent", "build"], timeout=300)
+        run([npm, "run", "--silent", "build"], BROWSER_DIR, timeout=300)
     return BUNDLE
-
-
-def run(command: list[str], timeout: float) -> None:
-    done = subprocess.run(command, cwd=BROWSER_DIR, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
 
 
 class PageHandler(SimpleHTTPRequestHandler):

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import socket
 import statistics
 import subprocess
@@ -26,7 +25,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 
@@ -34,10 +33,10 @@ from chalicelib.backends.base import Router
 from chalicelib.backends.routers import ChpRouter, DirectRouter
 from chalicelib.errors import BackendError, Unavailable
 from tests.local_mode import OPENER, free_port, wait_for
+from tests.npm import npm_installed
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 CHP = BENCH / "node_modules" / ".bin" / "configurable-http-proxy"
-REQUIRED = os.environ.get("BINDERLESS_REQUIRE_BROWSER", "") == "1"
 TOKEN = secrets.token_hex(24)
 HOST = "127.0.0.1"
 
@@ -167,24 +166,11 @@ class TestDirectRouter(RouterContract):
         assert router.get_all_routes()["/user/s-1/"].last_activity is None
 
 
-def missing(reason: str) -> NoReturn:
-    """Skip, or fail where the proxy's tests must run (BINDERLESS_REQUIRE_BROWSER=1)."""
-    if REQUIRED:
-        pytest.fail(f"{reason} (BINDERLESS_REQUIRE_BROWSER=1: the proxy's tests must run)")
-    pytest.skip(f"{reason}; set BINDERLESS_REQUIRE_BROWSER=1 to make this a failure")
-
-
 @pytest.fixture(scope="module")
 def chp_command() -> Path:
     """configurable-http-proxy, pinned in bench/: ``npm ci`` when bench/node_modules is missing or stale."""
-    npm = shutil.which("npm")
-    if not npm or not shutil.which("node"):
-        missing("node and npm are needed to run configurable-http-proxy (apt-get install npm)")
-    lock, installed = BENCH / "package-lock.json", BENCH / "node_modules" / ".package-lock.json"
-    if not CHP.exists() or not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
-        done = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"],
-                              cwd=BENCH, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, f"npm ci in bench/ failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    npm_installed(BENCH, "to run configurable-http-proxy")
+    assert CHP.exists(), f"npm ci in bench/ installed no {CHP}"
     return CHP
 
 
