@@ -569,3 +569,69 @@ def test_adapters_create_no_client_and_import_no_boto3(settings: Settings, monke
     root = Path(__file__).parent.parent
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+# --- behind the proxy (router "chp"): servers under /user/<task id>/ on their private address ------------------
+
+
+def proxied(settings: Settings, **changes: Any) -> Settings:
+    return settings.model_copy(update={"router": "chp", "proxy_api_url": "https://binder.example.org",
+                                       "proxy_public_url": "https://binder.example.org", **changes})
+
+
+def test_behind_the_proxy_each_task_of_a_batch_serves_under_its_own_task_id(ecs_settings: Settings) -> None:
+    # address "public" as in a stack without NAT: the proxy still reaches servers on their private address
+    settings = proxied(ecs_settings, address="public")
+    ec2, ec2_stub = stubbed("ec2")  # nothing queued: a public-address lookup would raise
+    spawner = AwsSpawner(settings, ecs=boto3.client("ecs", region_name=REGION), ec2=ec2)
+
+    launched = spawner.start(task_definition(settings), ["s-1", "s-2"], "l", "k" * 48)
+    with ec2_stub:
+        states = spawner.describe([one.handle for one in launched])
+
+    tasks = spawner.ecs.describe_tasks(cluster="binderless", tasks=[one.handle["id"] for one in launched])["tasks"]
+    command = tasks[0]["overrides"]["containerOverrides"][0]["command"]
+    # One command for the batch: the prefix, not a task id (BOOTSTRAP appends its own; tests/test_bootstrap.py).
+    assert command[2] == "BINDERLESS_BASE_PREFIX=/user/" and not [a for a in command if a.startswith("--ServerApp.base_url")]
+    for one, state in zip(launched, states, strict=True):
+        task = next(t for t in tasks if t["taskArn"] == one.handle["id"])
+        ip = next(d["value"] for d in task["attachments"][0]["details"] if d["name"] == "privateIPv4Address")
+        task_id = one.handle["id"].rsplit("/", 1)[-1]
+        assert (state.status, state.url) == ("running", f"http://{ip}:8888/user/{task_id}/")
+    assert states[0].url != states[1].url
+
+
+def test_without_the_proxy_the_command_and_the_url_are_as_before(ecs_settings: Settings) -> None:
+    spawner = AwsSpawner(ecs_settings, ecs=boto3.client("ecs", region_name=REGION))
+    (one,) = spawner.start(task_definition(ecs_settings), ["s-1"], "l", "t" * 48)
+
+    (task,) = spawner.ecs.describe_tasks(cluster="binderless", tasks=[one.handle["id"]])["tasks"]
+    (state,) = spawner.describe([one.handle])
+
+    assert not [a for a in task["overrides"]["containerOverrides"][0]["command"] if a.startswith("BINDERLESS_BASE")]
+    assert state.url.endswith(":8888/") and "/user/" not in state.url
+
+
+def test_a_running_task_event_behind_the_proxy_gives_its_path(settings: Settings) -> None:
+    detail = event("ecs-task-running.json")["detail"]
+    detail["containers"][0]["healthStatus"] = "HEALTHY"
+
+    state = AwsSpawner(proxied(settings)).from_event(detail)
+
+    assert state is not None
+    assert state.url == f"http://10.0.1.139:8888/user/{detail['taskArn'].rsplit('/', 1)[-1]}/"
+
+
+def test_listed_origins_also_allow_the_proxy_s_own_origin(ecs_settings: Settings) -> None:
+    """The proxy rewrites Host (--change-origin), so jupyter must be told its public origin is allowed."""
+    listed = proxied(ecs_settings, cors_origins=("https://docs.example.org",))
+    for settings, pattern in ((listed, r"^(https://docs\.example\.org|https://binder\.example\.org)$"),
+                              (proxied(ecs_settings), None)):
+        spawner = AwsSpawner(settings, ecs=boto3.client("ecs", region_name=REGION))
+        (one,) = spawner.start(task_definition(settings), ["s-1"], "l", "t" * 48)
+        (task,) = spawner.ecs.describe_tasks(cluster="binderless", tasks=[one.handle["id"]])["tasks"]
+        command = task["overrides"]["containerOverrides"][0]["command"]
+        if pattern:
+            assert command[-1] == f"--ServerApp.allow_origin_pat={pattern}"
+        else:  # "*": every origin already
+            assert command[-1] == "--ServerApp.allow_origin=*"

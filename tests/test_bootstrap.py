@@ -20,11 +20,13 @@ from typing import Any
 import pytest
 
 from chalicelib.backends.bootstrap import (
+    BASE_URL_FILE,
     BOOTSTRAP,
     ENTRY_POINT,
     KEY_VARIABLE,
     TOKEN_FILE_VARIABLE,
     TOKEN_VARIABLE,
+    base_url_for,
     bootstrap_command,
     health_check_command,
     secret_argument,
@@ -48,13 +50,14 @@ class Answer(BaseHTTPRequestHandler):
     """The task metadata endpoint (``/task``) and, for the health check, jupyter's ``api/status``."""
 
     token = "the-token"  # noqa: S105
+    base = "/"  # where jupyter serves (--ServerApp.base_url)
     paths: list[str] = []
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         self.paths.append(self.path)
         if self.path.endswith("/task"):
             code, reply = 200, {"Cluster": "binderless", "TaskARN": TASK_ARN}
-        elif self.path == "/api/status":
+        elif self.path == f"{self.base}api/status":
             code = 200 if self.headers.get("Authorization") == f"token {self.token}" else 403
             reply = {}
         else:
@@ -73,7 +76,7 @@ class Answer(BaseHTTPRequestHandler):
 def endpoint() -> Iterator[tuple[str, int]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    Answer.paths = []
+    Answer.paths, Answer.base = [], "/"
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/v4/0123abcd", server.server_address[1]
     finally:
@@ -81,12 +84,15 @@ def endpoint() -> Iterator[tuple[str, int]]:
         server.server_close()
 
 
-def run_bootstrap(tmp_path: Path, secret: str, extra: dict[str, str] | None = None) -> dict[str, Any]:
-    """``BOOTSTRAP`` with ``secret`` and a recorder in SERVE's place; what the recorder saw."""
+def run_bootstrap(tmp_path: Path, secret: str, extra: dict[str, str] | None = None,
+                  base_prefix: str = "") -> dict[str, Any]:
+    """``BOOTSTRAP`` with ``secret`` (and what ``bootstrap_command`` puts between it and SERVE for
+    ``base_prefix``) and a recorder in SERVE's place; what the recorder saw."""
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "RECORD": str(tmp_path / "record.json"),
            TOKEN_FILE_VARIABLE: str(tmp_path / "run/binderless/token"), **(extra or {})}
-    subprocess.run([sys.executable, "-c", BOOTSTRAP, secret, RECORDER, "--ip=0.0.0.0", "--ServerApp.x=1"], env=env,
-                   check=True, timeout=30, cwd=tmp_path)
+    between = bootstrap_command(1, secret, base_prefix=base_prefix)[2:-5]  # the prefix argument, if any
+    subprocess.run([sys.executable, "-c", BOOTSTRAP, secret, *between, RECORDER, "--ip=0.0.0.0", "--ServerApp.x=1"],
+                   env=env, check=True, timeout=30, cwd=tmp_path)
     return dict(json.loads((tmp_path / "record.json").read_text()))
 
 
@@ -198,3 +204,58 @@ def test_a_page_the_operator_chose_is_kept(tmp_path: Path) -> None:
 
     assert [a for a in (tmp_path / "argv").read_text().split() if "default_url" in a] == [
         "--ServerApp.default_url=/voila"]
+
+
+# ---------------------------------------------------------------- behind the proxy: /user/<task id>/
+
+
+def test_behind_the_proxy_the_server_serves_under_its_own_task_id_with_the_same_token(
+        tmp_path: Path, endpoint: tuple[str, int]) -> None:
+    key = "ab" * 32
+    seen = run_bootstrap(tmp_path, secret_argument(key, solo=False), {"ECS_CONTAINER_METADATA_URI_V4": endpoint[0]},
+                         base_prefix="/user/")
+
+    task_id = TASK_ARN.rsplit("/", 1)[-1]
+    assert base_url_for(TASK_ARN, "/user/") == f"/user/{task_id}/"  # what the spawner reports (aws_tasks.py)
+    assert seen["argv"] == ["-c", "--ip=0.0.0.0", "--ServerApp.x=1", f"--ServerApp.base_url=/user/{task_id}/"]
+    assert (tmp_path / "run/binderless/token").read_text() == token_for(key, TASK_ARN)  # derivation unchanged
+    assert (tmp_path / "run/binderless" / BASE_URL_FILE).read_text() == f"/user/{task_id}/"
+    assert Answer.paths == ["/v4/0123abcd/task"]  # the task id is read once, for both
+    assert not [a for a in seen["argv"] if "BASE_PREFIX" in a]
+
+
+def test_a_task_started_alone_behind_the_proxy_reads_its_id_for_the_path_only(
+        tmp_path: Path, endpoint: tuple[str, int]) -> None:
+    token = "ef" * 24
+    seen = run_bootstrap(tmp_path, secret_argument(token, solo=True), {"ECS_CONTAINER_METADATA_URI_V4": endpoint[0]},
+                         base_prefix="/user/")
+
+    assert (tmp_path / "run/binderless/token").read_text() == token
+    assert seen["argv"][-1] == f"--ServerApp.base_url={base_url_for(TASK_ARN, '/user/')}"
+
+
+def test_without_the_proxy_the_server_serves_at_the_root(tmp_path: Path) -> None:
+    seen = run_bootstrap(tmp_path, secret_argument("ef" * 24, solo=True))
+
+    assert not [a for a in seen["argv"] if "base_url" in a]
+    assert (tmp_path / "run/binderless" / BASE_URL_FILE).read_text() == "/"
+    with pytest.raises(ValueError, match="starts and ends"):
+        bootstrap_command(8888, "x", base_prefix="user")
+
+
+def test_the_health_check_asks_the_server_under_its_base_path(tmp_path: Path, endpoint: tuple[str, int]) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(Answer.token)
+    Answer.base = f"/user/{TASK_ARN.rsplit('/', 1)[-1]}/"  # jupyter serves there only
+    _, *command = health_check_command(endpoint[1], 4)
+    env = {"PATH": "/usr/bin:/bin", TOKEN_FILE_VARIABLE: str(token_file)}
+
+    def check() -> int:
+        return subprocess.run(command, env=env, timeout=30, capture_output=True).returncode
+
+    assert check() == 1  # no base path written: it asks /api/status, which is not the server's
+    (tmp_path / BASE_URL_FILE).write_text(Answer.base)
+    assert check() == 0
+    assert Answer.paths[-2:] == ["/api/status", f"{Answer.base}api/status"]
+    (tmp_path / BASE_URL_FILE).write_text("/user/someone-else/")
+    assert check() == 1

@@ -15,6 +15,12 @@ status and points to DescribeTasks for it, and aws/containers-roadmap#1019 asks 
 events. So the RUNNING event usually leaves the server starting, and the schedule's
 DescribeTasks finds it HEALTHY.
 
+Behind the proxy. With ``Settings.router == "chp"`` every task serves under ``/user/<task id>/``
+(``SERVER_PREFIX``; bootstrap.py derives it in the container, as it derives the token) and its URL is
+``http://<private ip>:<port>/user/<task id>/``: the proxy runs in the same VPC and reaches servers on
+their private address, whatever ``address`` says; users only ever see the proxy's location. Without it
+(``direct``) a URL is ``<scheme>://<ip>:<port>/`` as ever.
+
 Recording tasks. Every task's ``startedBy`` names its launch, and so does every ECS event
 about it, so the first event records the task on a server of that launch
 (``records_from_events``): a start costs no write after RunTask.
@@ -39,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.backends.aws_common import aws_errors, chunks, error_code, error_message
 from chalicelib.backends.base import Handle, Launched, TaskState, TaskStatus
-from chalicelib.backends.bootstrap import bootstrap_command, secret_argument, token_for
+from chalicelib.backends.bootstrap import base_url_for, bootstrap_command, secret_argument, token_for
 from chalicelib.backends.culling import culling_arguments
 from chalicelib.backends.server_origins import allow_origin_arguments
 from chalicelib.config import Settings
@@ -76,6 +82,8 @@ TASK_STATUS: dict[str, TaskStatus] = {
 }
 # describe_tasks says "ElasticNetworkInterface"; ECS state-change events say "eni".
 ENI_TYPES = ("ElasticNetworkInterface", "eni")
+# Where servers live behind the proxy: /user/<task id>/ (the routes' prefixes, the gone page's paths).
+SERVER_PREFIX = "/user/"
 
 
 def started_by(launch: str) -> str:
@@ -163,7 +171,8 @@ class AwsSpawner:
             "name": NOTEBOOK,
             # The secret is an argument: in "environment" every health check would carry it.
             "command": bootstrap_command(self.settings.server_port, secret_argument(key, solo=solo),
-                                         [*culling_arguments(self.settings), *allow_origin_arguments(self.settings)]),
+                                         [*culling_arguments(self.settings), *allow_origin_arguments(self._origins())],
+                                         base_prefix=SERVER_PREFIX if self.proxied else ""),
         }
         with aws_errors("ECS RunTask"):
             reply = self.ecs.run_task(
@@ -194,6 +203,21 @@ class AwsSpawner:
 
     def token_for(self, key: str, handle: Handle) -> str:
         return token_for(key, handle["id"])
+
+    @property
+    def proxied(self) -> bool:
+        """Whether servers sit behind configurable-http-proxy (under ``/user/<task id>/``)."""
+        return self.settings.router == "chp"
+
+    def _origins(self) -> Settings:
+        """The settings whose origins servers allow: behind the proxy, its own origin too when the operator
+        listed origins. The proxy rewrites the Host header (``--change-origin``, infra/binderless.yml), so
+        jupyter no longer sees a page of the proxy's origin as same-origin; with ``*`` nothing changes."""
+        origins = self.settings.cors_origins
+        public = self.settings.proxy_public_url.rstrip("/")
+        if not self.proxied or not origins or "*" in origins or not public or public in origins:
+            return self.settings
+        return self.settings.model_copy(update={"cors_origins": (*origins, public)})
 
     def _awsvpc(self) -> AwsVpcConfigurationTypeDef:
         config: AwsVpcConfigurationTypeDef = {
@@ -277,7 +301,7 @@ class AwsSpawner:
             reason = task.get("stoppedReason") or task.get("stopCode") or "stopped"
             return TaskState(handle, "stopped", reason=str(reason))
         if status == "running":
-            url = self._url(eni_details(task), public_ips)
+            url = self._url(eni_details(task), public_ips, str(task.get("taskArn") or handle.get("id", "")))
             if not url:
                 # Without an address nobody can reach it yet: still starting, as far as users go.
                 return TaskState(handle, "starting", reason="waiting for a network address")
@@ -286,7 +310,10 @@ class AwsSpawner:
             return TaskState(handle, "running", url=url)
         return TaskState(handle, "starting")
 
-    def _url(self, eni: Mapping[str, str], public_ips: Mapping[str, str]) -> str:
+    def _url(self, eni: Mapping[str, str], public_ips: Mapping[str, str], task_arn: str) -> str:
+        if self.proxied:  # the proxy, in the VPC, reaches the server's private address under its path
+            host = eni.get("privateIPv4Address", "")
+            return f"http://{host}:{self.settings.server_port}{base_url_for(task_arn, SERVER_PREFIX)}" if host else ""
         if self.settings.address == "public":
             host = public_ips.get(eni.get("networkInterfaceId", ""), "")
         else:
@@ -295,7 +322,7 @@ class AwsSpawner:
 
     def _public_ips(self, tasks: Sequence[Mapping[str, Any]]) -> dict[str, str]:
         """network interface id -> public IP, for the running tasks among ``tasks``: one EC2 call."""
-        if self.settings.address != "public":
+        if self.settings.address != "public" or self.proxied:
             return {}
         enis = [
             eni_details(task).get("networkInterfaceId", "") for task in tasks if task.get("lastStatus") == "RUNNING"
