@@ -12,7 +12,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-run: $(STAMP)
+# configurable-http-proxy (proxy/package.json's pin) goes in front of local mode; without node (>= 18) or npm,
+# `make run` says so and serves without it.
+PROXY_STAMP = proxy/node_modules/.package-lock.json
+$(PROXY_STAMP): proxy/package.json proxy/package-lock.json
+	@if command -v npm >/dev/null && command -v node >/dev/null; then \
+		cd proxy && npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "node and npm are not installed: local mode runs without configurable-http-proxy"; fi
+
+run: $(STAMP) $(PROXY_STAMP)
 	$(BIN)/python -m chalicelib.local
 
 # Two workers, each taking whole files (--dist loadfile: a file's local mode or moto world stays in one
@@ -21,12 +29,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # make bench [BENCH_ARGS=--quick]: every benchmark, one table (bench/run.py); local mode alone: bench/local_bench.py
-# Its JupyterHub peer's pins: bench/requirements.txt into .venv, configurable-http-proxy into bench/node_modules.
+# Its JupyterHub peer's pins: bench/requirements.txt into .venv, configurable-http-proxy into proxy/node_modules.
 BENCH_ARGS  ?=
 BENCH_STAMP  = $(VENV)/.bench-installed
-$(BENCH_STAMP): $(STAMP) bench/requirements.txt bench/package.json bench/package-lock.json
+$(BENCH_STAMP): $(STAMP) $(PROXY_STAMP) bench/requirements.txt
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
-	cd bench && npm ci --no-audit --no-fund --loglevel=error
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

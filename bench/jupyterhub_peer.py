@@ -49,7 +49,7 @@ from local_bench import BURST, answers, report, summary  # noqa: E402 (after the
 from tests.load import run_concurrently  # noqa: E402
 from tests.local_mode import OPENER, Reply, alive, call, free_port, wait_for  # noqa: E402
 
-PROXY = Path(__file__).resolve().parent / "node_modules" / ".bin" / "configurable-http-proxy"
+PROXY = Path(__file__).resolve().parent.parent / "proxy" / "node_modules" / ".bin" / "configurable-http-proxy"
 HOST = "127.0.0.1"
 # The service's role: create users, start and stop their servers, and reach them through the proxy.
 SCOPES = ["admin:users", "admin:servers", "access:servers"]
@@ -96,7 +96,7 @@ def hub_config(work: Path, public: str, token: str) -> str:
 def jupyterhub(work: Path) -> Iterator[Hub]:
     """JupyterHub and its proxy, answering on the proxy's public URL; stopped with their servers on exit."""
     if not PROXY.exists():
-        raise SystemExit(f"{PROXY} is missing: `make bench` installs it (or: npm ci --prefix bench)")
+        raise SystemExit(f"{PROXY} is missing: `make bench` installs it (or: npm ci --prefix proxy)")
     public, token = f"http://{HOST}:{free_port()}", secrets.token_hex(24)
     config, log_path = work / "jupyterhub_config.py", work / "jupyterhub.log"
     config.write_text(hub_config(work, public, token))

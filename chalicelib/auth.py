@@ -43,7 +43,8 @@ ENDPOINT_SCOPES = {
     "binders.get": "deployments",
 }
 # Pages for people (the front page, the badge, /v2/ launch links) are public: a browser sends no token.
-ALWAYS_PUBLIC = frozenset({"health", "versions", "openapi", "repoproviders", "index", "badge", "launch"})
+ALWAYS_PUBLIC = frozenset({"health", "versions", "openapi", "repoproviders", "index", "badge", "launch",
+                           "gone"})
 CHALLENGE = {"WWW-Authenticate": 'token realm="binderless"'}
 # Endpoints about one server that its own token opens too; the route calls ``authorize_server``.
 OWNER_OR_ADMIN = frozenset({"deployments.delete"})

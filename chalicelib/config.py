@@ -114,6 +114,19 @@ class Settings(BaseModel):
         600, ge=0, description="seconds a kernel may sit idle (not busy; open tabs or not) before it is shut down; "
         "0: never")
 
+    # The proxy in front of the servers (the Router port): "direct" is none (a server's own URL is its
+    # location); "chp" is configurable-http-proxy, whose REST API is at proxy_api_url (its token from
+    # proxy_auth_token, or on AWS from the Secrets Manager secret proxy_auth_token_secret) and whose
+    # routes readers reach at proxy_public_url (https://<domain> on AWS, the API's own origin locally).
+    router: Literal["direct", "chp"] = "direct"
+    proxy_api_url: str = ""
+    proxy_public_url: str = ""
+    proxy_auth_token: str = Field("", repr=False)
+    proxy_auth_token_secret: str = ""
+    never_opened_timeout: int = Field(
+        300, ge=0, description="seconds a handed-out server may go unopened (no request through the proxy) before "
+        "it is stopped; 0: never (behind a proxy only: nothing else sees requests)")
+
     # Local mode (``python -m chalicelib.local``): where clones, virtualenvs and server logs go
     # ("" = .binderless/ in the project), and how often the schedule's tick runs, in seconds.
     local_dir: str = ""

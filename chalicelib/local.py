@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from chalice.config import Config
     from chalice.local import LocalDevServer
 
+    from chalicelib.local_proxy import LocalProxy
+
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
@@ -141,10 +143,35 @@ def start_database(cleanup: ExitStack) -> str:
     return f"{os.environ['AWS_ENDPOINT_URL']} (embedded moto; gone when this stops)"
 
 
-def start_services() -> Services:
-    """Settings from the environment prepared above, the services wired to the local backend."""
+def plan_proxy(host: str, port: int, cleanup: ExitStack) -> LocalProxy | None:
+    """configurable-http-proxy on ``host:port`` in front of the API (started by ``run`` once the API
+    serves), unless BINDERLESS_ROUTER=direct or it cannot run here (said in one line)."""
+    from chalicelib.local_proxy import LocalProxy, unavailable_reason
+
+    if os.environ.get("BINDERLESS_ROUTER", "chp") == "direct":
+        return None
+    reason = unavailable_reason()
+    if reason:
+        print(f"no proxy: {reason}; servers get their own ports (BINDERLESS_ROUTER=direct)", file=sys.stderr)
+        os.environ["BINDERLESS_ROUTER"] = "direct"
+        return None
+    from chalicelib.backends.local_servers import free_port
+
+    proxy = LocalProxy(host, port, f"http://127.0.0.1:{free_port()}", work_dir(get_settings()) / "proxy.log")
+    cleanup.callback(proxy.stop)  # unwound last: the API and the servers go first
+    os.environ.update({"BINDERLESS_ROUTER": "chp", "BINDERLESS_PROXY_API_URL": proxy.api_url,
+                       "BINDERLESS_PROXY_PUBLIC_URL": proxy.public_url})
+    return proxy
+
+
+def start_services(proxy: LocalProxy | None = None) -> Services:
+    """Settings from the environment prepared above, the services wired to the local backend. The proxy's
+    token goes to the settings, not to the environment that servers and tools inherit."""
     get_settings.cache_clear()
-    services = build_services(get_settings())
+    settings = get_settings()
+    if proxy is not None:
+        settings = settings.model_copy(update={"proxy_auth_token": proxy.token})
+    services = build_services(settings)
     set_services(services)
     ensure_table(services)
     subscribe_to_servers(services)
@@ -196,9 +223,12 @@ def serve(config: Config, host: str, port: int, cleanup: ExitStack) -> LocalDevS
 
 
 def banner(url: str, settings: Settings, database: str) -> str:
+    proxy = ("configurable-http-proxy: servers at /user/<id>/ on the API's origin" if settings.router == "chp"
+             else "none: each server on a port of its own")
     return "\n".join([
         "binderless local mode",
         f"  API          {url}",
+        f"  proxy        {proxy}",
         f"  admin token  {settings.admin_token}",
         f"  database     {database}",
         f"  work dir     {work_dir(settings)}",
@@ -215,9 +245,17 @@ def run(host: str, port: int, stop: threading.Event) -> None:
         check_remote_access(host)
         ensure_admin_token()
         database = start_database(cleanup)
-        services = start_services()
+        proxy = plan_proxy(host, port, cleanup)
+        services = start_services(proxy)
         cleanup.callback(stop_servers, services)  # unwound after the HTTP server and the ticker stop
-        serve(config, host, port, cleanup)
+        if proxy is None:
+            serve(config, host, port, cleanup)
+        else:  # the API behind the proxy, which takes HOST:PORT
+            serve(config, "127.0.0.1", int(proxy.default_target.rsplit(":", 1)[1]), cleanup)
+            try:
+                proxy.start()
+            except (OSError, RuntimeError) as error:
+                raise CannotStart(f"binderless local mode could not start its proxy: {error}") from None
         ticker = Ticker(services.pools.tick, services.settings.local_tick)
         ticker.start()
         cleanup.callback(ticker.stop)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from chalice.local import ChaliceRequestHandler, LocalGatewayException, ThreadedHTTPServer
 
-from chalicelib import event_stream, launch_page
+from chalicelib import event_stream, gone_page, launch_page
 from chalicelib.errors import BinderError, NotFound, to_response
 from chalicelib.routes.middleware import origin_policy
 
@@ -55,13 +55,16 @@ class LocalRequestHandler(ChaliceRequestHandler):
         # A /v2/ link goes to the app (routes/pages.py) with its spec as the one segment that Chalice's local
         # gateway can match for the route's {proxy+} (launch_page.locate reads it back).
         launch = launch_page.local_path(self.path) if self.command == "GET" else None
+        # So does a server's path behind the proxy (the gone page, routes/pages.py), as one quoted segment.
+        gone = gone_page.local_path(self.path) if self.command in gone_page.METHODS else None
         try:
             policy.check(lowered)
             if build:
                 self._stream_launch(*build, lowered, policy.response_headers(lowered.get("origin")))
                 return
-            if launch:
-                response = self.local_gateway.handle_request(method="GET", path=launch, headers=headers, body=body)
+            local = launch or gone
+            if local:
+                response = self.local_gateway.handle_request(method=self.command, path=local, headers=headers, body=body)
             else:
                 response = self._route(headers, body)
         except BinderError as error:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
 
@@ -199,11 +200,20 @@ class Server(BaseModel):
     token: str = Field(default="", repr=False)
     launch_key: str = Field(default="", repr=False)  # a batch's secret, until the token derived from it is saved
     url: str = ""
+    # Behind a proxy: the server's own URL (the proxy's target and, as its path, the route the reader's
+    # ``url`` goes through); empty with no proxy, where ``url`` is the server's own.
+    target: str = ""
     handle: dict[str, str] = Field(default_factory=dict)
     reason: str = ""
     created_at: int = 0
     claimed_at: int = 0
     stop_at: int = 0
+    ended_at: int = 0
+
+    @property
+    def route(self) -> str:
+        """Its path behind the proxy (``/user/<name>/``), "" when it has none."""
+        return urlsplit(self.target).path if self.target else ""
 
     @property
     def location(self) -> str | None:

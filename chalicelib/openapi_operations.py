@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from chalicelib import gone_page
 from chalicelib.backends.base import MAX_CURSOR
 from chalicelib.front_page import ApiIndex
 from chalicelib.models import (
@@ -305,8 +306,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
 PATH_PARAMETERS.update({
     "provider": ("A repository provider: gh, gl, gist or git (GET /api/repoproviders).", "gh",
                  {"type": "string", "enum": ["gh", "gl", "gist", "git"]}),
-    "proxy+": ("The rest of the launch link, slashes included: the provider's spec (`<org>/<repo>/<ref>`, "
-               "`<url-escaped URL>/<ref>`, ...).", "binder-examples/requirements/HEAD", {"type": "string"}),
+    "proxy+": ("The rest of the path, slashes included: a launch link's spec (`<org>/<repo>/<ref>`, "
+               "`<url-escaped URL>/<ref>`, ...), or a path on a server.", "binder-examples/requirements/HEAD",
+               {"type": "string"}),
 })
 OPERATIONS.update({
     ("GET", "/"): Operation(
@@ -329,6 +331,18 @@ OPERATIONS.update({
         {404: "An unknown provider, or no spec."},
         description="Optional query parameters, BinderHub's: `urlpath` (a path on the server, e.g. `lab`), "
                     "`labpath` (a file opened in JupyterLab: `lab/tree/<labpath>`) or `filepath` (`tree/<filepath>`)."),
+})
+# A server's path behind the proxy, once the proxy has no route for it (chalicelib/gone_page.py).
+OPERATIONS.update({
+    (method, "/user/{proxy+}"): Operation(
+        f"gone{method.title()}", "A server that has ended: what the proxy's default route answers under /user/",
+        {410: answer("The server at this path has ended (or never existed): an HTML page for browsers (`Accept: "
+                     "text/html`) saying why and when, with a link that launches the same environment again; "
+                     "the JSON error for programs.", media_types=("text/html",)),
+         503: answer("The server is live but its route is being restored (a proxy restarted): try again after "
+                     "`Retry-After` seconds.")},
+        {}, description="Nothing of the request is echoed: its query may hold the server's token.")
+    for method in gone_page.METHODS
 })
 
 # BinderHub's event stream is served outside Chalice's route table (by local mode's server, and on AWS by

@@ -67,6 +67,13 @@ def alive(process: psutil.Process) -> bool:
         return False
 
 
+def is_proxy(process: psutil.Process) -> bool:
+    try:
+        return any("configurable-http-proxy" in part for part in process.cmdline())
+    except psutil.Error:  # gone meanwhile
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -94,8 +101,13 @@ class LocalMode:
         return healthy and "Ctrl-C stops it" in self.output()
 
     def servers(self) -> list[psutil.Process]:
-        """The notebook servers it runs, and their kernels."""
-        return list(psutil.Process(self.process.pid).children(recursive=True))
+        """The notebook servers it runs, and their kernels (not its proxy: ``proxy``)."""
+        return [child for child in psutil.Process(self.process.pid).children(recursive=True)
+                if not is_proxy(child)]
+
+    def proxy(self) -> psutil.Process | None:
+        """Its configurable-http-proxy, when it runs one."""
+        return next((child for child in psutil.Process(self.process.pid).children() if is_proxy(child)), None)
 
     def server(self, server_id: str) -> psutil.Process:
         for process in psutil.Process(self.process.pid).children():

@@ -1,9 +1,9 @@
 """The Router contract: what the schedule and the services will rely on, whatever stands in front of the
 servers. One suite (``RouterContract``), run against ``DirectRouter`` (no proxy) and against ``ChpRouter``
-driving a real configurable-http-proxy process (bench/package.json's pin) with a tiny HTTP server as the
+driving a real configurable-http-proxy process (proxy/package.json's pin) with a tiny HTTP server as the
 route's target and another as the proxy's default target (where the page for gone servers will be).
 
-configurable-http-proxy needs node and npm (``npm ci`` in bench/ when bench/node_modules is missing or
+configurable-http-proxy needs node and npm (``npm ci`` in proxy/ when proxy/node_modules is missing or
 stale); without them the CHP tests skip, unless BINDERLESS_REQUIRE_BROWSER=1 (CI sets it), where they fail.
 """
 
@@ -32,11 +32,10 @@ import pytest
 from chalicelib.backends.base import Router
 from chalicelib.backends.routers import ChpRouter, DirectRouter
 from chalicelib.errors import BackendError, Unavailable
+from chalicelib.local_proxy import CHP, PROXY_DIR
 from tests.local_mode import OPENER, free_port, wait_for
 from tests.npm import npm_installed
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-CHP = BENCH / "node_modules" / ".bin" / "configurable-http-proxy"
 TOKEN = secrets.token_hex(24)
 HOST = "127.0.0.1"
 
@@ -168,9 +167,9 @@ class TestDirectRouter(RouterContract):
 
 @pytest.fixture(scope="module")
 def chp_command() -> Path:
-    """configurable-http-proxy, pinned in bench/: ``npm ci`` when bench/node_modules is missing or stale."""
-    npm_installed(BENCH, "to run configurable-http-proxy")
-    assert CHP.exists(), f"npm ci in bench/ installed no {CHP}"
+    """configurable-http-proxy, pinned in proxy/: ``npm ci`` when proxy/node_modules is missing or stale."""
+    npm_installed(PROXY_DIR, "to run configurable-http-proxy")
+    assert CHP.exists(), f"npm ci in proxy/ installed no {CHP}"
     return CHP
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chalicelib.backends.base import Builder, RefResolver, Spawner, Stager
+from chalicelib.backends.base import Builder, RefResolver, Router, Spawner, Stager
+from chalicelib.backends.routers import router_for
 from chalicelib.config import Settings
 
 
@@ -15,6 +16,7 @@ class Adapters:
     stager: Stager
     spawner: Spawner
     resolver: RefResolver
+    router: Router
 
 
 def adapters_for(settings: Settings) -> Adapters:
@@ -22,10 +24,12 @@ def adapters_for(settings: Settings) -> Adapters:
         from chalicelib.backends.aws import AwsBuilder, AwsSpawner, AwsStager
         from chalicelib.resolver import GitHttpResolver
 
-        return Adapters(AwsBuilder(settings), AwsStager(settings), AwsSpawner(settings), GitHttpResolver())
+        return Adapters(AwsBuilder(settings), AwsStager(settings), AwsSpawner(settings), GitHttpResolver(),
+                        router_for(settings))
     if settings.backend == "local":
         from chalicelib.backends.local import LocalBuilder, LocalResolver, LocalSpawner, LocalStager
 
         # LocalResolver: the git binary, so local paths and file:// URLs too.
-        return Adapters(LocalBuilder(settings), LocalStager(), LocalSpawner(settings), LocalResolver())
+        return Adapters(LocalBuilder(settings), LocalStager(), LocalSpawner(settings), LocalResolver(),
+                        router_for(settings))
     raise ValueError(f"backend '{settings.backend}' is not available yet")

@@ -199,6 +199,10 @@ class Route:
 
 
 class Router(Protocol):
+    # True when a proxy sits in front of the servers: its routes must follow the live servers, and it
+    # measures their activity. False: locations are the servers' own URLs (nothing to keep in line).
+    proxied: bool
+
     def add_route(self, path_prefix: str, target: str, data: Mapping[str, str]) -> None:
         """Send requests under ``path_prefix`` to ``target``; adding a prefix again replaces its route.
         ``target`` is an origin (``http://host:port``, no path): the server serves under the prefix itself

@@ -17,10 +17,16 @@ import threading
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from chalicelib.backends.base import Route
+from chalicelib.backends.base import Route, Router
 from chalicelib.errors import BackendError, BinderError, Unavailable
+from chalicelib.lazy_clients import LazyClient
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+    from chalicelib.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,8 @@ class DirectRouter:
     """No proxy: locations are the servers' own URLs. It remembers routes in this process only, so that
     the contract holds (a caller may list what it added); nothing measures activity."""
 
+    proxied = False
+
     def __init__(self) -> None:
         self._routes: dict[str, Route] = {}
         self._lock = threading.Lock()
@@ -77,10 +85,21 @@ class ChpRouter:
     AWS); readers reach the routes at ``public_url``. The token goes in a header, never in a URL, a message
     or a log line."""
 
-    def __init__(self, api_url: str, token: str, public_url: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    proxied = True
+
+    def __init__(self, api_url: str, token: str | Callable[[], str], public_url: str, *,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
         self.api_url, self.public_url, self.timeout = api_url.rstrip("/"), public_url.rstrip("/"), timeout
-        self._token = token
+        self._token_source = token  # a callable is asked on the first call (a secret fetched once)
+        self._token_value = token if isinstance(token, str) else None
         self._opener: urllib.request.OpenerDirector | None = None
+
+    @property
+    def _token(self) -> str:
+        if self._token_value is None:
+            assert callable(self._token_source)
+            self._token_value = self._token_source()
+        return self._token_value
 
     def __repr__(self) -> str:
         return f"ChpRouter(api_url={self.api_url!r}, public_url={self.public_url!r})"
@@ -143,7 +162,8 @@ class ChpRouter:
             raise BackendError("The proxy's API answered with something that is not JSON.") from None
 
     def _scrub(self, reason: object) -> str:
-        return str(reason).replace(self._token, "<token>") if self._token else str(reason)
+        token = self._token_value
+        return str(reason).replace(token, "<token>") if token else str(reason)
 
 
 def refused(status: int) -> BinderError:
@@ -175,3 +195,36 @@ def parse_activity(value: object) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class SecretToken:
+    """The proxy's token from a Secrets Manager secret (AWS), fetched on first use and kept for the life
+    of the function instance; never logged."""
+
+    secretsmanager: LazyClient[SecretsManagerClient] = LazyClient("secretsmanager")
+
+    def __init__(self, settings: Settings, secret_id: str) -> None:
+        self.settings, self.secret_id = settings, secret_id
+
+    def __call__(self) -> str:
+        try:
+            value = self.secretsmanager.get_secret_value(SecretId=self.secret_id)["SecretString"]
+        except Exception as error:  # noqa: BLE001 (botocore's errors: the message names no secret value)
+            log.warning("cannot read the proxy's token from Secrets Manager: %s", type(error).__name__)
+            raise Unavailable("The proxy's token cannot be read right now; try again shortly.") from None
+        return value.strip()
+
+
+def router_for(settings: Settings) -> Router:
+    """The Router the settings ask for: ``direct`` (no proxy) or ``chp``."""
+    if settings.router == "direct":
+        return DirectRouter()
+    if not settings.proxy_api_url or not settings.proxy_public_url:
+        raise ValueError("BINDERLESS_ROUTER=chp needs BINDERLESS_PROXY_API_URL and BINDERLESS_PROXY_PUBLIC_URL")
+    token: str | Callable[[], str] = settings.proxy_auth_token
+    if not token:
+        if not settings.proxy_auth_token_secret:
+            raise ValueError("BINDERLESS_ROUTER=chp needs BINDERLESS_PROXY_AUTH_TOKEN or "
+                             "BINDERLESS_PROXY_AUTH_TOKEN_SECRET")
+        token = SecretToken(settings, settings.proxy_auth_token_secret)
+    return ChpRouter(settings.proxy_api_url, token, settings.proxy_public_url)

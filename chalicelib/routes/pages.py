@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from chalice.app import Blueprint, Response
 
+from chalicelib.context import get_services
 from chalicelib.errors import NotFound
-from chalicelib.routes.api import endpoint, reply
+from chalicelib.gone_page import METHODS
+from chalicelib.routes.api import endpoint, error_reply, reply
 
 pages = Blueprint(__name__)
 
@@ -56,3 +58,20 @@ def launch(provider: str) -> Response:
              if request.query_params and request.query_params.get(name)}
     body, headers = launch_page.rendered(provider, spec, query, stream_prefix=base)
     return Response(body=body, headers={**headers}, status_code=200)
+
+
+@pages.route("/user/{proxy+}", methods=list(METHODS))
+@endpoint(pages, "gone")
+def gone() -> Response:
+    """The proxy's default route: a path under /user/ that no live server's route matches."""
+    from chalicelib import front_page, gone_page
+
+    request = pages.current_request
+    path = gone_page.server_path(str((request.context or {}).get("path", "")), request.uri_params or {})
+    ended = get_services().deployments.ended(gone_page.route_of(path))
+    if request.method == "GET" and front_page.wants_html(request.headers.get("accept")):
+        body, headers = gone_page.page(path, ended)
+        return Response(body=body, headers={**headers, "Vary": "Accept"}, status_code=410)
+    response = error_reply(gone_page.error(ended), "gone")
+    response.headers["Vary"] = "Accept"
+    return response

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from chalicelib.auth import Authenticator
-from chalicelib.backends.base import Builder, RefResolver, Spawner, Stager
+from chalicelib.backends.base import Builder, RefResolver, Router, Spawner, Stager
 from chalicelib.config import Settings
 from chalicelib.idempotency import Idempotency
 from chalicelib.services.bindings import BindingService
@@ -41,7 +41,8 @@ class Services:
 
 def build_services(settings: Settings, *, store: Store | None = None, builder: Builder | None = None,
                    stager: Stager | None = None, spawner: Spawner | None = None,
-                   resolver: RefResolver | None = None, clock: Callable[[], int] = wall_clock) -> Services:
+                   resolver: RefResolver | None = None, router: Router | None = None,
+                   clock: Callable[[], int] = wall_clock) -> Services:
     """Wire services to the adapters the settings choose; tests pass their own pieces."""
     store = store or Store(settings.table_name, settings.region)
     if builder is None or stager is None or spawner is None or resolver is None:
@@ -50,9 +51,14 @@ def build_services(settings: Settings, *, store: Store | None = None, builder: B
         chosen = adapters_for(settings)
         builder, stager = builder or chosen.builder, stager or chosen.stager
         spawner, resolver = spawner or chosen.spawner, resolver or chosen.resolver
+        router = router or chosen.router
+    if router is None:
+        from chalicelib.backends.routers import router_for
+
+        router = router_for(settings)
     builds = BuildService(settings, store, builder, resolver, clock)
     stagings = StagingService(settings, store, stager, clock)
-    servers = ServerLifecycle(settings, store, spawner, clock)
+    servers = ServerLifecycle(settings, store, spawner, clock, router)
     deployments = DeploymentService(settings, store, stagings, servers, clock)
     return Services(
         settings=settings,

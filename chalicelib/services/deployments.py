@@ -6,6 +6,7 @@ from typing import Callable
 
 from chalicelib.config import Settings
 from chalicelib.errors import Gone, NotFound, Unavailable
+from chalicelib.gone_page import Ended
 from chalicelib.models import LIVE_STATES, Server, ServerState
 from chalicelib.services.servers import ServerLifecycle
 from chalicelib.services.stagings import StagingService
@@ -86,6 +87,21 @@ class DeploymentService:
     def stop(self, server: Server) -> Server:
         """Stop a server for its owner; stopping one that has ended already changes nothing."""
         return self.servers.stop(server, "deleted through the API")
+
+    def ended(self, route: str) -> Ended | None:
+        """What is known of the server a proxy route was for, when the proxy has no route for it (the gone
+        page); None when nothing is. A server that is still reachable has lost its route only for a
+        moment (a proxy restarted): errors.Unavailable, and the next tick puts the route back."""
+        server = self.store.servers.of_route(route) if route else None
+        if server is None:
+            return None
+        if server.state in LIVE_STATES and server.state is not ServerState.stopping:
+            raise Unavailable("This server is being reconnected to the proxy; try again in a few seconds.",
+                              headers={"Retry-After": "5"})
+        staging = self.store.environments.get_staging(server.environment_name)
+        build = self.store.builds.get(staging.image_name) if staging else None
+        return Ended(server.environment_name, server.reason, server.ended_at,
+                     build.repository if build else "", build.ref if build else "")
 
 
 def _no_server(environment_name: str, server_id: str) -> NotFound:

@@ -168,4 +168,13 @@ class PoolService:
                 pools += 1
             except BinderError as error:
                 log.warning("could not balance pool %s: %s", pool.environment_name, error.message)
-        return {"servers_checked": len(due), "builds_checked": builds, "pools_balanced": pools}
+        result = {"servers_checked": len(due), "builds_checked": builds, "pools_balanced": pools}
+        if self.servers.router.proxied:
+            between_steps()
+            try:
+                synced = self.servers.sync_routes()
+                result |= {"routes_added": synced.added, "routes_deleted": synced.deleted,
+                           "servers_culled": synced.culled}
+            except BinderError as error:
+                log.warning("could not reconcile the proxy's routes: %s", error.message)
+        return result

@@ -12,10 +12,11 @@ import hashlib
 import logging
 import random
 import secrets
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
+from urllib.parse import urlsplit
 
-from chalicelib.backends.base import Launched, Spawner, TaskState, handle_id
+from chalicelib.backends.base import Launched, Router, Spawner, TaskState, handle_id
 from chalicelib.config import Settings
 from chalicelib.errors import BinderError, Unavailable
 from chalicelib.models import LIVE_STATES, Server, ServerState, Staging
@@ -24,6 +25,18 @@ from chalicelib.store.counters import Quotas, RateLimit
 
 log = logging.getLogger(__name__)
 RECORD_TRIES = 5
+# A route's activity within this many seconds of its adding (or of the claim) is the adding itself (the
+# proxy counts it) or a client's first look: "opened" means a request after that.
+OPENED_AFTER = 1
+
+
+@dataclass(frozen=True)
+class RouteSync:
+    """What one reconcile of the proxy's routes did."""
+
+    added: int = 0
+    deleted: int = 0
+    culled: int = 0
 
 
 def new_server_id() -> str:
@@ -40,11 +53,15 @@ def _pick(servers: Sequence[Server], task: TaskState) -> Server:
 
 
 class ServerLifecycle:
-    def __init__(self, settings: Settings, store: Store, spawner: Spawner, clock: Callable[[], int]) -> None:
+    def __init__(self, settings: Settings, store: Store, spawner: Spawner, clock: Callable[[], int],
+                 router: Router | None = None) -> None:
+        from chalicelib.backends.routers import DirectRouter
+
         self.settings = settings
         self.store = store
         self.spawner = spawner
         self.clock = clock
+        self.router: Router = router or DirectRouter()
 
     def launch(self, staging: Staging, count: int, *, claimed: bool, rates: Sequence[RateLimit] = (),
                client: str = "") -> list[Server]:
@@ -142,6 +159,7 @@ class ServerLifecycle:
         if server.state is not ServerState.stopping:
             stopping = self.store.servers.transition(server, ServerState.stopping, reason=reason,
                                                      due_at=self.clock() + self.settings.check_interval)
+            self._unroute(stopping)  # its URL answers the gone page at once
         if server.handle:
             self.spawner.stop(server.handle, reason)
         return stopping
@@ -174,8 +192,14 @@ class ServerLifecycle:
             fields = {"handle": task.handle, "token": token, "launch_key": "", "unbound": True}
         if task.status == "running" and server.state is ServerState.starting:
             to = ServerState.running if server.claimed else ServerState.available
-            return self.store.servers.transition(server, to, url=task.url, due_at=self._next_check(server, to, now),
-                                                 **fields)
+            try:
+                where = self._route(server, task.url, now)
+            except (BinderError, ValueError) as error:
+                # Unreachable through the proxy yet: it stays starting; the next event, poll or tick tries again.
+                log.warning("could not route server %s: %s", server.id, getattr(error, "message", error))
+                return server
+            return self.store.servers.transition(server, to, due_at=self._next_check(server, to, now),
+                                                 **where, **fields)
         if task.status == "stopped" and server.state in LIVE_STATES:
             ended = ServerState.failed if server.state is ServerState.starting else ServerState.stopped
             return self._end(server, ended, server.reason or task.reason or "the server stopped", **fields)
@@ -336,5 +360,88 @@ class ServerLifecycle:
         return min(server.stop_at, now + every) if every else server.stop_at
 
     def _end(self, server: Server, state: ServerState, reason: str, **fields: Any) -> Server:
-        return self.store.servers.transition(server, state, reason=reason,
-                                             expires_at=self.clock() + self.settings.stopped_retention, **fields)
+        now = self.clock()
+        ended = self.store.servers.transition(server, state, reason=reason, ended_at=now,
+                                              expires_at=now + self.settings.stopped_retention, **fields)
+        self._unroute(ended)
+        return ended
+
+    # The proxy (the Router port). Routes follow the servers: added as a server becomes reachable (before
+    # its location is saved, so a location never points at a missing route), deleted as it stops, and
+    # reconciled on every tick (sync_routes), which heals a restarted proxy and a failed call.
+
+    def _route(self, server: Server, url: str, now: int) -> dict[str, Any]:
+        """Where a server that answers at ``url`` (its own URL) is reached: the fields to save with it."""
+        if not self.router.proxied:
+            return {"url": url}
+        prefix, target = _split(url)
+        self.router.add_route(prefix, target, {"environment": server.environment_name, "added": str(now)})
+        return {"url": self.router.url_for(prefix, target), "target": url}
+
+    def _unroute(self, server: Server) -> None:
+        if not self.router.proxied or not server.route:
+            return
+        try:
+            self.router.delete_route(server.route)
+        except BinderError as error:
+            log.warning("could not delete the route of server %s (the next tick will): %s", server.id, error.message)
+
+    def sync_routes(self) -> RouteSync:
+        """Make the proxy's routes those of the live, reachable servers, and stop handed-out servers that
+        the proxy saw no request for: never opened within ``never_opened_timeout`` of being handed out, or
+        idle for ``idle_timeout`` since their last request (jupyterhub-idle-culler's rule, from the proxy's
+        ``last_activity``). One listing of the routes and one query of the live servers; a call per change.
+        Raises errors.Unavailable when the proxy cannot be listed."""
+        if not self.router.proxied:
+            return RouteSync()
+        routes = self.router.get_all_routes()  # first: a route listed belonged to a server live by then
+        now = self.clock()
+        live = {s.route: s for s in self.store.servers.scheduled()
+                if s.route and s.state in (ServerState.available, ServerState.running)}
+        added = deleted = culled = 0
+        for prefix in routes.keys() - live.keys():
+            try:
+                self.router.delete_route(prefix)
+                deleted += 1
+            except BinderError as error:
+                log.warning("could not delete the stale route %s: %s", prefix, error.message)
+        for prefix, server in live.items():
+            if prefix not in routes:
+                try:
+                    self.router.add_route(prefix, _split(server.target)[1],
+                                          {"environment": server.environment_name, "added": str(now), "restored": "1"})
+                    added += 1
+                except (BinderError, ValueError) as error:
+                    log.warning("could not restore the route of server %s: %s", server.id,
+                                getattr(error, "message", error))
+            elif self._cull(server, routes[prefix].last_activity, routes[prefix].data, now):
+                culled += 1
+        return RouteSync(added, deleted, culled)
+
+    def _cull(self, server: Server, last_activity: Any, data: Any, now: int) -> bool:
+        """Stop ``server`` if the proxy says nobody used it; whether it was stopped."""
+        if server.state is not ServerState.running or last_activity is None:
+            return False
+        last = int(last_activity.timestamp())
+        since = max(server.claimed_at, int(data.get("added") or 0))
+        opened = data.get("restored") == "1" or last > since + OPENED_AFTER
+        never, idle = self.settings.never_opened_timeout, self.settings.idle_timeout
+        if not opened and never and now - since >= never:
+            reason = f"not opened within {never} seconds of its launch"
+        elif opened and idle and now - last >= idle:
+            reason = f"no activity for {idle} seconds"
+        else:
+            return False
+        try:
+            self.stop(server, reason)
+        except BinderError as error:
+            log.warning("could not stop unused server %s: %s", server.id, error.message)
+            return False
+        return True
+
+
+
+def _split(url: str) -> tuple[str, str]:
+    """A server's own URL as the proxy's route prefix (its path) and target (its origin)."""
+    parts = urlsplit(url)
+    return parts.path or "/", f"{parts.scheme}://{parts.netloc}"

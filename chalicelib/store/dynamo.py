@@ -18,6 +18,7 @@ Global secondary indexes (all sparse, projecting everything):
     available      avail_env / created_at    servers while they are ``available`` (claims), and
                                              each launchable environment's staging (cold starts)
     by-launch      launch                    servers by the platform call that started them (events)
+    by-route       route                     servers by their path behind the proxy (the gone page)
     by-kind        kind_pk / kind_sk         pools ("POOL"), tokens ("TOKEN") and work that
                                              falls due ("DUE#SERVER", "DUE#BUILD" by epoch)
 """
@@ -45,6 +46,7 @@ INDEXES = {
     "by-repository": ("repository", "created_at"),
     "available": ("avail_env", "created_at"),
     "by-launch": ("launch", None),
+    "by-route": ("route", None),
     "by-kind": ("kind_pk", "kind_sk"),
 }
 
@@ -234,7 +236,7 @@ class Dynamo:
         """Create the table as infra/ does (used by tests and local mode); ``if_missing``: a table of that
         name may exist already (local mode on DynamoDB Local), and then it is left as it is."""
         attributes: dict[str, Any] = {"pk": "S", "sk": "S", "repository": "S", "created_at": "N", "avail_env": "S",
-                                      "launch": "S", "kind_pk": "S", "kind_sk": "S"}
+                                      "launch": "S", "route": "S", "kind_pk": "S", "kind_sk": "S"}
         indexes: list[Any] = []
         for name, (hash_key, range_key) in INDEXES.items():
             schema = [{"AttributeName": hash_key, "KeyType": "HASH"}]

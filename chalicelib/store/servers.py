@@ -46,7 +46,7 @@ def _key(server: Server) -> tuple[str, str]:
     return env_pk(server.environment_name), f"SERVER#{server.id}"
 
 
-FIELD_INDEXES = ("launch", "task_id")  # of _index_attributes: from the server's fields, not its state
+FIELD_INDEXES = ("launch", "task_id", "route")  # of _index_attributes: from the server's fields, not its state
 
 
 def _index_attributes(server: Server, due_at: int | None, expires_at: int | None) -> dict[str, Any]:
@@ -55,6 +55,7 @@ def _index_attributes(server: Server, due_at: int | None, expires_at: int | None
         "avail_env": server.environment_name if server.state is ServerState.available else None,
         "launch": server.launch or None,  # the by-launch index: an empty string cannot be a key
         "task_id": handle_id(server.handle) or None,  # present once the task is recorded
+        "route": server.route or None,  # the by-route index (the gone page): once routed through a proxy
         "kind_pk": DUE_SERVER if due_at is not None else None,
         "kind_sk": due_key(due_at) if due_at is not None else None,
         "expires_at": expires_at,
@@ -92,6 +93,17 @@ class ServerStore:
         """The servers one platform call started (at most a batch): an event finds its server here."""
         return [_from_item(item) for item in self.db.query("launch = :launch", values(launch=launch),
                                                            index="by-launch")]
+
+    def of_route(self, route: str) -> Server | None:
+        """The server a proxy route (``/user/<name>/``) was for, live or ended (until it expires)."""
+        for item in self.db.query("route = :route", values(route=route), index="by-route", limit=1):
+            return _from_item(item)
+        return None
+
+    def scheduled(self) -> Iterator[Server]:
+        """Every live server: each has its next check scheduled (ended ones have none)."""
+        for item in self.db.query("kind_pk = :due", values(due=DUE_SERVER), index="by-kind"):
+            yield _from_item(item)
 
     def due(self, now: int) -> Iterator[Server]:
         """Servers whose next check has fallen due: slow starts, lost events, lifetimes."""
