@@ -35,6 +35,16 @@ class LocalRequestHandler(ChaliceRequestHandler):
     # ~40 ms for the client's delayed ACK.
     disable_nagle_algorithm = True
 
+    def end_headers(self) -> None:
+        """Say so when the connection closes after this reply (the request asked, or a stream ends it):
+        a keep-alive client that is not told (the proxy in front, configurable-http-proxy, which passes a
+        reader's ``Connection: close`` on to us but pools its own connections) sends its next request down
+        the closing socket and answers that one 503 "socket hang up"."""
+        if self.close_connection and not any(line.lower().startswith(b"connection:")
+                                             for line in getattr(self, "_headers_buffer", [])):
+            self.send_header("Connection", "close")
+        super().end_headers()
+
     def log_message(self, format: str, *args: Any) -> None:
         """One stderr line per request is noise in `make run`'s terminal."""
 
@@ -64,7 +74,8 @@ class LocalRequestHandler(ChaliceRequestHandler):
                 return
             local = launch or gone
             if local:
-                response = self.local_gateway.handle_request(method=self.command, path=local, headers=headers, body=body)
+                response = self.local_gateway.handle_request(method=self.command, path=local, headers=headers,
+                                                             body=body)
             else:
                 response = self._route(headers, body)
         except BinderError as error:
