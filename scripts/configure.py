@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.cfn import ROOT
-from scripts.policy import OUTPUT_SETTINGS, lambda_policy
+from scripts.policy import OUTPUT_SETTINGS, PROXY_OUTPUT_SETTINGS, lambda_policy
 
 CHALICE_DIR = ROOT / ".chalice"
 
@@ -55,6 +55,11 @@ def configure_stage(config: dict[str, Any], stage: str,
     variables = stage_config.setdefault("environment_variables", {})
     variables["BINDERLESS_BACKEND"] = "aws"
     variables.update({variable: outputs[output] for output, variable in OUTPUT_SETTINGS.items()})
+    for output, variable in PROXY_OUTPUT_SETTINGS.items():  # a stack without the proxy: none of them
+        if output in outputs:
+            variables[variable] = outputs[output]
+        else:
+            variables.pop(variable, None)
     stage_config["autogen_policy"] = False
     stage_config["iam_policy_file"] = policy_file(stage)
     return updated, lambda_policy(outputs, str(config.get("app_name", "binderless")), stage)

@@ -31,7 +31,15 @@ OUTPUT_SETTINGS: dict[str, str] = {
     "ExecutionRoleArn": "BINDERLESS_EXECUTION_ROLE_ARN",
     "TaskRoleArn": "BINDERLESS_TASK_ROLE_ARN",
     "ServerLogGroupName": "BINDERLESS_LOG_GROUP",
+    "Router": "BINDERLESS_ROUTER",
 }
+# Outputs only a stack with the proxy has (ProxyDomainName given: the template's condition PROXY_CONDITION).
+PROXY_OUTPUT_SETTINGS: dict[str, str] = {
+    "ProxyApiUrl": "BINDERLESS_PROXY_API_URL",
+    "ProxyPublicUrl": "BINDERLESS_PROXY_PUBLIC_URL",
+    "ProxyAuthTokenSecretArn": "BINDERLESS_PROXY_AUTH_TOKEN_SECRET",
+}
+PROXY_CONDITION = "Proxy"
 
 # Task definitions are registered as chalicelib.backends.aws_stagings.family_name(): "binderless-<env>".
 TASK_FAMILY_PREFIX = "binderless-"
@@ -74,6 +82,10 @@ STATEMENTS: tuple[Statement, ...] = (
      ("arn:${Partition}:logs:${Region}:${Account}:log-group:${BuildLogGroupName}:log-stream:*",), None),
     ("ServerAddresses", ("ec2:DescribeNetworkInterfaces",), ("*",), None),
 )
+# With the proxy only: its REST API token (routers.SecretToken), that one secret and nothing else.
+PROXY_STATEMENTS: tuple[Statement, ...] = (
+    ("ProxyToken", ("secretsmanager:GetSecretValue",), ("${ProxyAuthTokenSecretArn}",), None),
+)
 LOG_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
 POLICY_OUTPUTS = ("TableArn", "ClusterArn", "ClusterName", "BuildProjectArn", "BuildLogGroupName", "RepositoryArn",
                   "ExecutionRoleArn", "TaskRoleArn")
@@ -81,14 +93,21 @@ _VARIABLE = re.compile(r"\$\{([A-Za-z]+)\}")
 _PSEUDO = {"Partition": "AWS::Partition", "Region": "AWS::Region", "Account": "AWS::AccountId"}
 
 
-def _document(log_actions: Sequence[str], log_resources: Any) -> dict[str, Any]:
-    statements = []
-    for sid, actions, resources, condition in STATEMENTS:
-        statement: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": list(actions),
-                                     "Resource": resources[0] if len(resources) == 1 else list(resources)}
-        if condition:
-            statement["Condition"] = condition
-        statements.append(statement)
+def _statement(sid: str, actions: Sequence[str], resources: Sequence[str], condition: dict[str, Any] | None
+               ) -> dict[str, Any]:
+    statement: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": list(actions),
+                                 "Resource": resources[0] if len(resources) == 1 else list(resources)}
+    if condition:
+        statement["Condition"] = condition
+    return statement
+
+
+def _document(log_actions: Sequence[str], log_resources: Any, proxy: Callable[[dict[str, Any]], Any] | None = None
+              ) -> dict[str, Any]:
+    """The policy; ``proxy`` wraps each statement of the proxy's (None: leave them out)."""
+    statements: list[Any] = [_statement(*statement) for statement in STATEMENTS]
+    if proxy is not None:
+        statements.extend(proxy(_statement(*statement)) for statement in PROXY_STATEMENTS)
     statements.append({"Sid": "OwnLogs", "Effect": "Allow", "Action": list(log_actions), "Resource": log_resources})
     return {"Version": "2012-10-17", "Statement": statements}
 
@@ -116,13 +135,16 @@ def lambda_log_resources(app_name: str, stage: str, partition: str, region: str,
 
 
 def lambda_policy(outputs: Mapping[str, str], app_name: str, stage: str) -> dict[str, Any]:
-    """The Lambda role's policy for a deployed stack, from its outputs (``chalice deploy``)."""
+    """The Lambda role's policy for a deployed stack, from its outputs (``chalice deploy``); the proxy's
+    token only for a stack with the proxy."""
     partition, region, account = arn_parts(outputs["TableArn"])
     values = {**outputs, "Partition": partition, "Region": region, "Account": account}
     missing = sorted(set(POLICY_OUTPUTS) - set(outputs))
     if missing:
         raise KeyError(f"the stack has no output {', '.join(missing)}")
-    document = _document(LOG_ACTIONS, lambda_log_resources(app_name, stage, partition, region, account))
+    with_proxy = "ProxyAuthTokenSecretArn" in outputs
+    document = _document(LOG_ACTIONS, lambda_log_resources(app_name, stage, partition, region, account),
+                         (lambda statement: statement) if with_proxy else None)
     return dict(_walk(document, lambda text: _VARIABLE.sub(lambda m: values[m[1]], text)))
 
 
@@ -142,7 +164,8 @@ def lambda_policy_cfn(output_values: Mapping[str, Any], log_group_arn: Any) -> d
         pattern = _VARIABLE.sub(lambda m: f"${{{_PSEUDO.get(m[1], m[1])}}}", text)
         return {"Fn::Sub": [pattern, variables]} if variables else {"Fn::Sub": pattern}
 
-    document = _document(("logs:CreateLogStream", "logs:PutLogEvents"), "${AppLogGroupArn}")
+    document = _document(("logs:CreateLogStream", "logs:PutLogEvents"), "${AppLogGroupArn}",
+                         lambda statement: {"Fn::If": [PROXY_CONDITION, statement, {"Ref": "AWS::NoValue"}]})
     return dict(_walk(document, lambda text: log_group_arn if text == "${AppLogGroupArn}" else render(text)))
 
 

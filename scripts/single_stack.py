@@ -10,19 +10,23 @@ instead of names, the event rules match only this cluster and this project, and 
 log to one log group with the stack's retention, and API Gateway's own error replies are JSON
 with CORS headers that echo nothing of the request (scripts/gateway_responses.py), and
 ``GET /build/{provider}/{spec}`` streams from a function of its own (scripts/stream_route.py).
+With the proxy (ProxyDomainName given), the functions get its settings and may read its token, and
+the proxy's default target is this stack's own API (its ``/user/`` pages for servers that are gone)
+unless ProxyDefaultTarget names another.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from scripts.cfn import BUILDSPEC, ROOT, SINGLE_STACK, TEMPLATE, dump_json, load_template, with_buildspec
 from scripts.gateway_responses import swagger_extension
-from scripts.policy import OUTPUT_SETTINGS, POLICY_OUTPUTS, lambda_policy_cfn
-from scripts.stream_route import stream_parameters, stream_resources, swagger_paths
+from scripts.policy import OUTPUT_SETTINGS, POLICY_OUTPUTS, PROXY_CONDITION, PROXY_OUTPUT_SETTINGS, lambda_policy_cfn
+from scripts.stream_route import PACKAGED_STAGE, stream_parameters, stream_resources, swagger_paths
 
 # The logical ids `chalice package` gives app.py's functions and, with autogen_policy false, their
 # roles (one per function, each with the stage's policy file); tests/test_infra.py checks them.
@@ -35,6 +39,8 @@ EVENT_FILTERS: dict[str, tuple[str, dict[str, Any]]] = {
     "TaskEvents": ("TaskEventsEvent", {"clusterArn": [{"Fn::GetAtt": ["Cluster", "Arn"]}]}),
 }
 APP_LOG_GROUP = "AppLogGroup"
+PROXY_TASK = "ProxyTaskDefinition"
+DEFAULT_TARGET_OPTION = "--default-target="
 
 # Checks that do not fit the functions and API Chalice generates, and why (checkov reads these).
 FUNCTION_SKIPS = [
@@ -60,10 +66,32 @@ def _output_values(template: dict[str, Any]) -> dict[str, Any]:
     return {name: output["Value"] for name, output in template["Outputs"].items()}
 
 
+def api_url(stage: str = PACKAGED_STAGE) -> dict[str, str]:
+    """This stack's API, as Chalice's own EndpointURL output names it, without the trailing "/"."""
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    name = config.get("stages", {}).get(stage, {}).get("api_gateway_stage", config.get("api_gateway_stage", "api"))
+    return {"Fn::Sub": f"https://${{RestAPI}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}/{name}"}
+
+
+def with_default_target(task_definition: dict[str, Any]) -> dict[str, Any]:
+    """The proxy's task definition whose default target is ProxyDefaultTarget, else this stack's API.
+
+    Readers' requests for a server without a route (stopped, culled, never there) then land on the API's
+    ``/user/{proxy+}`` page, which says the server is gone (410)."""
+    task = json.loads(json.dumps(task_definition))
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    options = [i for i, option in enumerate(container["Command"]) if DEFAULT_TARGET_OPTION in json.dumps(option)]
+    if len(options) != 1:
+        raise ValueError(f"{PROXY_TASK} has {len(options)} {DEFAULT_TARGET_OPTION} options, not one")
+    container["Command"][options[0]] = {"Fn::Sub": [f"{DEFAULT_TARGET_OPTION}${{Target}}", {"Target": {"Fn::If": [
+        "ProxyDefaultTargetGiven", {"Ref": "ProxyDefaultTarget"}, api_url()]}}]}
+    return dict(task)
+
+
 def single_stack(template: dict[str, Any]) -> dict[str, Any]:
     """The merge template for `chalice package`: ``template`` plus overrides of Chalice's resources."""
     outputs = _output_values(template)
-    missing = sorted((set(OUTPUT_SETTINGS) | set(POLICY_OUTPUTS)) - set(outputs))
+    missing = sorted((set(OUTPUT_SETTINGS) | set(PROXY_OUTPUT_SETTINGS) | set(POLICY_OUTPUTS)) - set(outputs))
     if missing:
         raise KeyError(f"infra/binderless.yml has no output {', '.join(missing)}")
     resources = dict(template["Resources"])
@@ -74,7 +102,11 @@ def single_stack(template: dict[str, Any]) -> dict[str, Any]:
                        "Tags": [{"Key": "binderless", "Value": {"Ref": "Name"}}]},
     }
     variables = {"BINDERLESS_BACKEND": "aws",
-                 **{variable: outputs[output] for output, variable in OUTPUT_SETTINGS.items()}}
+                 **{variable: outputs[output] for output, variable in OUTPUT_SETTINGS.items()},
+                 # Without the proxy these are not set at all: the app's defaults (router "direct").
+                 **{variable: {"Fn::If": [PROXY_CONDITION, outputs[output], {"Ref": "AWS::NoValue"}]}
+                    for output, variable in PROXY_OUTPUT_SETTINGS.items()}}
+    resources[PROXY_TASK] = with_default_target(resources[PROXY_TASK])
     for function in FUNCTIONS:
         properties: dict[str, Any] = {
             "Environment": {"Variables": variables},

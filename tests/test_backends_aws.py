@@ -592,7 +592,8 @@ def test_behind_the_proxy_each_task_of_a_batch_serves_under_its_own_task_id(ecs_
     tasks = spawner.ecs.describe_tasks(cluster="binderless", tasks=[one.handle["id"] for one in launched])["tasks"]
     command = tasks[0]["overrides"]["containerOverrides"][0]["command"]
     # One command for the batch: the prefix, not a task id (BOOTSTRAP appends its own; tests/test_bootstrap.py).
-    assert command[2] == "BINDERLESS_BASE_PREFIX=/user/" and not [a for a in command if a.startswith("--ServerApp.base_url")]
+    assert command[2] == "BINDERLESS_BASE_PREFIX=/user/"
+    assert not [a for a in command if a.startswith("--ServerApp.base_url")]
     for one, state in zip(launched, states, strict=True):
         task = next(t for t in tasks if t["taskArn"] == one.handle["id"])
         ip = next(d["value"] for d in task["attachments"][0]["details"] if d["name"] == "privateIPv4Address")

@@ -47,7 +47,10 @@ CHALICE = ROOT / ".chalice"
 BUILD_LOGS = "/aws/codebuild/binderless-repo2docker"  # infra/binderless.yml's BuildLogGroup for Name=binderless
 # attribute holding a boto3 client in chalicelib -> its service (= the IAM prefix)
 CLIENT_ATTRIBUTES = {"ecs": "ecs", "ec2": "ec2", "ecr": "ecr", "codebuild": "codebuild", "client": "dynamodb",
-                     "logs_client": "logs"}
+                     "logs_client": "logs", "secretsmanager": "secretsmanager"}
+# Calls only a deployment with the proxy makes (its token, routers.SecretToken): granted exactly then, on its
+# one secret (tests/test_aws_proxy.py runs them against the proxy stack).
+PROXY_ACTIONS = {"secretsmanager:GetSecretValue"}
 TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
                     "ConditionCheck": "ConditionCheckItem"}
 # Granted though no code line names them: the policy must hold them, nothing else beyond the calls.
@@ -139,8 +142,26 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+PROXY_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:binderless/proxy-auth-token-AbCdEf"
+
+
+def with_proxy(document: dict[str, Any], proxy: bool) -> dict[str, Any]:
+    """A single-stack policy as CloudFormation resolves it with the condition ``Proxy`` true or false."""
+    statements = []
+    for statement in document["Statement"]:
+        if "Fn::If" in statement:
+            condition, when_true, when_false = statement["Fn::If"]
+            assert condition == "Proxy" and when_false == {"Ref": "AWS::NoValue"}, statement
+            if proxy:
+                statements.append(when_true)
+        else:
+            statements.append(statement)
+    return {**document, "Statement": statements}
+
+
 def shipped_policies() -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every policy a deployment gets: the stages' policy files, a configured one, the single stack's."""
+    """Every policy a deployment gets: the stages' policy files, configured ones (without and with the proxy),
+    the single stack's (both ways)."""
     config = json.loads((CHALICE / "config.json").read_text())
     for stage, stage_config in config["stages"].items():
         if stage_environment(config, stage).get("BINDERLESS_BACKEND", "aws") == "aws":
@@ -148,20 +169,28 @@ def shipped_policies() -> Iterator[tuple[str, dict[str, Any]]]:
             yield stage, json.loads((CHALICE / stage_config["iam_policy_file"]).read_text())
     outputs = default_outputs("binderless", region="eu-west-1", account="123456789012")
     yield "configured", lambda_policy(outputs, "binderless", "prod")
+    yield "configured-proxy", lambda_policy({**outputs, "ProxyAuthTokenSecretArn": PROXY_SECRET}, "binderless", "prod")
     resources = load_template(SINGLE_STACK)["Resources"]
     documents = [resources[role]["Properties"]["Policies"][0]["PolicyDocument"] for role in ROLES.values()]
     assert all(document == documents[0] for document in documents)
-    yield "single-stack", documents[0]
+    yield "single-stack", with_proxy(documents[0], False)
+    yield "single-stack-proxy", with_proxy(documents[0], True)
 
 
 @pytest.mark.parametrize("name, policy", [pytest.param(*p, id=p[0]) for p in shipped_policies()])
 def test_the_policy_grants_every_call_and_nothing_else(name: str, policy: dict[str, Any]) -> None:
-    required = required_actions()
+    proxied = name.endswith("-proxy")
+    required = required_actions() if proxied else required_actions() - PROXY_ACTIONS
     granted = {action for s in policy["Statement"] for action in _list(s["Action"])}
 
     missing = {a for a in required if not any(fnmatch.fnmatchcase(a, g) for g in granted)}
     assert not missing, f"{name}: no policy line for {sorted(missing)} (scripts/policy.py STATEMENTS)"
     assert not granted - required - set(IMPLIED), f"{name}: grants what the code never calls"
+    assert required_actions() >= PROXY_ACTIONS  # the scan sees the token's call
+    if proxied:  # the proxy's token: its one secret, nothing else of Secrets Manager
+        (token,) = [s for s in policy["Statement"] if set(_list(s["Action"])) & PROXY_ACTIONS]
+        assert _list(token["Action"]) == ["secretsmanager:GetSecretValue"]
+        assert token["Resource"] in (PROXY_SECRET, {"Ref": "ProxyAuthToken"}), token
     for statement in policy["Statement"]:
         assert statement["Effect"] == "Allow"
         assert all("*" not in action for action in _list(statement["Action"]))
@@ -235,6 +264,8 @@ def iam_requests(service: str, operation: str, params: dict[str, Any], account: 
         return [("ecr:DescribeImages", _arn("ecr", "repository/", params["repositoryName"], account), {})]
     if service == "ec2" and operation == "DescribeNetworkInterfaces":
         return [("ec2:DescribeNetworkInterfaces", "*", {})]
+    if service == "secretsmanager" and operation == "GetSecretValue":  # the proxy's token, by its ARN
+        return [("secretsmanager:GetSecretValue", params["SecretId"], {})]
     if service == "logs" and operation == "GetLogEvents":  # authorized on the log stream
         stream = f"{params['logGroupName']}:log-stream:{params['logStreamName']}"
         return [("logs:GetLogEvents", _arn("logs", "log-group:", stream, account), {})]
@@ -384,8 +415,8 @@ def test_every_request_of_the_flow_is_allowed_by_the_configured_policy(
     assert not denied, f"the configured policy denies {denied}"
     assert exercised - {"iam:PassRole", "ecs:TagResource"} <= required_actions(), "the scan missed calls the flow made"
     assert "ecs:TagResource" in exercised  # the servers' tags, allowed by TagServersAtLaunch
-    assert required_actions() <= exercised, (
-        f"the flow never makes {sorted(required_actions() - exercised)}: extend _run_the_whole_flow")
+    assert required_actions() - PROXY_ACTIONS <= exercised, (  # PROXY_ACTIONS: tests/test_aws_proxy.py
+        f"the flow never makes {sorted(required_actions() - PROXY_ACTIONS - exercised)}: extend _run_the_whole_flow")
 
 
 def test_the_simulator_denies_what_the_policy_does_not_name(

@@ -1,8 +1,10 @@
 """infra/binderless.yml deployed into moto's CloudFormation, and the app run against what it created.
 
-moto's CloudFormation creates every resource of the template except AWS::CodeBuild::Project (no
-moto support): ``deploy_stack`` leaves that one out of the stack, creates the same project
-through moto's CodeBuild API from the template's own properties, and computes ``Fn::Cidr`` (which
+moto's CloudFormation creates every resource of the template except AWS::CodeBuild::Project and
+AWS::SecretsManager::Secret (no moto support): ``deploy_stack`` leaves those out of the stack, creates
+the same project through moto's CodeBuild API from the template's own properties (and the proxy's secret,
+when its condition holds, through moto's Secrets Manager API, its references replaced by its ARN), and
+computes ``Fn::Cidr`` (which
 moto does not evaluate) from the parameters, and sets the created VPC's EnableDnsHostnames, which
 moto's CloudFormation drops. Everything else, the DynamoDB table first, is
 deployed exactly as written. moto ignores a table's TTL and point-in-time recovery settings in
@@ -74,6 +76,64 @@ def moto_template(template: dict[str, Any], parameters: dict[str, str]) -> tuple
     return _cidrs(variant, defaults | parameters), unsupported
 
 
+def condition_holds(template: dict[str, Any], name: str, parameters: dict[str, str]) -> bool:
+    """The template's condition ``name`` for these parameter values (the functions its conditions use)."""
+    values = {n: str(p.get("Default", "")) for n, p in template["Parameters"].items()} | parameters
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict):
+            (function, argument), = node.items()
+            if function == "Ref":
+                return values[argument]
+            if function == "Fn::Join":
+                return argument[0].join(values[argument[1]["Ref"]].split(","))
+            if function == "Fn::Equals":
+                return value(argument[0]) == value(argument[1])
+            if function == "Fn::Not":
+                return not value(argument[0])
+            if function == "Fn::And":
+                return all(value(a) for a in argument)
+            if function == "Fn::Or":
+                return any(value(a) for a in argument)
+            if function == "Condition":
+                return value(template["Conditions"][argument])
+            raise AssertionError(f"teach condition_holds() {function}")
+        return node
+
+    return bool(value(template["Conditions"][name]))
+
+
+def _replace_refs(value: Any, name: str, replacement: str) -> Any:
+    if value == {"Ref": name}:
+        return replacement
+    if isinstance(value, dict):
+        return {key: _replace_refs(item, name, replacement) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_replace_refs(item, name, replacement) for item in value]
+    return value
+
+
+def _create_secrets(template: dict[str, Any], variant: dict[str, Any], parameters: dict[str, str],
+                    name: str) -> dict[str, Any]:
+    """The template's secrets whose condition holds, through moto's Secrets Manager API, as CloudFormation
+    makes them (a generated value); ``variant`` with their ARN in place of each ``Ref``."""
+    secretsmanager = boto3.client("secretsmanager", region_name=REGION)
+    for logical, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::SecretsManager::Secret":
+            continue
+        if "Condition" in resource and not condition_holds(template, resource["Condition"], parameters):
+            continue
+        properties, generate = resource["Properties"], resource["Properties"]["GenerateSecretString"]
+        value = secretsmanager.get_random_password(
+            PasswordLength=generate["PasswordLength"], ExcludePunctuation=generate["ExcludePunctuation"])
+        arn = secretsmanager.create_secret(Name=properties["Name"]["Fn::Sub"].replace("${Name}", name),
+                                           SecretString=value["RandomPassword"])["ARN"]
+        variant["Outputs"] = {key: output for key, output in template["Outputs"].items()
+                              if key in variant["Outputs"] or _mentions(output, {logical})}
+        variant = _replace_refs(variant, logical, arn)
+    return variant
+
+
 def _create_build_project(template: dict[str, Any], stack_resources: dict[str, str], name: str) -> dict[str, str]:
     """The CodeBuild project from the template's properties, through moto's CodeBuild API."""
     properties = template["Resources"]["BuildProject"]["Properties"]
@@ -102,6 +162,7 @@ def deploy_stack(parameters: dict[str, str] | None = None, name: str = STACK) ->
     """Create the stack in moto (inside ``mock_aws``) and return its outputs."""
     template = load_template()
     variant, left_out = moto_template(template, parameters or {})
+    variant = _create_secrets(template, variant, parameters or {}, name)
     cloudformation = boto3.client("cloudformation", region_name=REGION)
     cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(variant), Capabilities=["CAPABILITY_NAMED_IAM"],
                                 Parameters=[{"ParameterKey": k, "ParameterValue": v}
@@ -160,10 +221,11 @@ def test_only_the_codebuild_project_is_left_to_the_api_and_the_table_is_deployed
     template = load_template()
     variant, left_out = moto_template(template, {})
 
-    assert stack.left_out == left_out == ["BuildProject"]
+    assert stack.left_out == left_out == ["BuildProject", "ProxyAuthToken"]  # the secret: only with the proxy
     assert variant["Resources"]["Table"] == template["Resources"]["Table"]
-    assert set(stack.outputs) == set(template["Outputs"])
-    assert set(OUTPUT_SETTINGS) | set(POLICY_OUTPUTS) <= set(template["Outputs"])
+    assert set(stack.outputs) == {name for name, output in template["Outputs"].items() if "Condition" not in output}
+    assert set(OUTPUT_SETTINGS) | set(POLICY_OUTPUTS) <= set(stack.outputs)
+    assert not [name for name, resource in stack.resources.items() if name.startswith("Proxy")]  # no proxy asked
 
 
 def test_the_store_works_on_the_table_the_stack_created(stack: DeployedStack) -> None:
