@@ -12,6 +12,8 @@ repository, then measures:
 - pool hit: POST /deployments/{env} while the (settled) pool has servers available (201, location at once);
   also POST -> the location answering 200. Claimed in rounds of ``--pool-size``, the pool refilled
   and the claimed servers deleted between rounds.
+- the proxy (``--router chp``, as `make run`): one server's ``api/status`` through it and straight to the
+  server's own port, in turns (what the proxy adds to every request).
 - launch stream: BinderHub's GET /build/git/<repository>/HEAD, read as EventSource reads it, until
   ``ready``: for a repository never seen (clone, stage, start), a built one with an empty pool
   (start), and one with a warm pool (claim).
@@ -186,6 +188,28 @@ def pool_round(local: LocalMode, env: str, claims: int) -> list[tuple[float, flo
     return timings
 
 
+PROXIED_REQUESTS = 200  # GET api/status through the proxy and straight to the server, taking turns
+
+
+def proxy_cost(local: LocalMode, env: str) -> dict[str, list[float]]:
+    """One server's ``api/status``, through the proxy (its location) and straight to its own port, in turns."""
+    reply = local.api("POST", f"/deployments/{env}")
+    server_id = reply.body["id"]
+    location = reply.body.get("location") or wait_for(
+        lambda: local.api("GET", f"/deployments/{env}/{server_id}").body.get("location"), 60, "a location")
+    base, token = location.split("?token=")
+    port = next(part.split("=", 1)[1] for part in local.server(server_id).cmdline() if part.startswith("--port="))
+    direct = f"http://127.0.0.1:{port}/user/{server_id}/"
+    timings: dict[str, list[float]] = {"through": [], "direct": []}
+    for _ in range(PROXIED_REQUESTS):
+        for name, url in (("through", base), ("direct", direct)):
+            started = time.perf_counter()
+            assert call("GET", f"{url}api/status?token={token}").status == 200
+            timings[name].append(time.perf_counter() - started)
+    local.api("DELETE", f"/deployments/{env}/{server_id}")
+    return timings
+
+
 def measure(local: LocalMode, env: str, colds: int, hits: int, pool_size: int, tick: float,
             work: Path) -> dict[str, Any]:
     cold, alone = [], []
@@ -212,11 +236,13 @@ def measure(local: LocalMode, env: str, colds: int, hits: int, pool_size: int, t
             posts.append(posted)
             ready.append(answered)
     local.api("DELETE", f"/pools/{env}")
+    proxied = proxy_cost(local, env) if local.proxy() else {}
     bursts = [warm_burst(local, env, BURST) for _ in range(BURSTS)]
     streams = launch_streams(local, work, STREAMS)
     return {"cold_deploy_to_200": summary(cold), "jupyter_alone": summary(alone), "pool_fill": summary([filled]),
             "warm_burst": summary(bursts), "pool_hit_post": summary(posts), "pool_hit_post_to_200": summary(ready),
             **{f"stream_{case}": summary(samples) for case, samples in streams.items()},
+            **{f"status_{name}": summary(samples) for name, samples in proxied.items()},
             "raw": {"cold": cold, "jupyter_alone": alone, "pool_hit_post": posts}}
 
 
@@ -234,8 +260,17 @@ def table(results: dict[str, Any]) -> str:
     for label, stats in rows:
         lines.append(f"{label:<46}{stats['n']:>4}" + "".join(f"{stats[k] * 1000:>9.0f}ms" for k in
                                                           ("median", "p95", "max")))
+    if "status_through" in results:
+        rows = [("api/status straight to the server", results["status_direct"]),
+                ("api/status through the proxy", results["status_through"])]
+        lines += [f"{label:<46}{stats['n']:>4}" + "".join(f"{stats[k] * 1000:>9.1f}ms" for k in
+                                                         ("median", "p95", "max")) for label, stats in rows]
     lines.append(f"cold deploy / jupyter alone (medians): {results['cold_vs_jupyter']:.2f}x, "
                  f"{results['cold_over_jupyter_ms']:+.0f} ms")
+    if "status_through" in results:
+        through, direct = results["status_through"], results["status_direct"]
+        lines.append(f"the proxy adds {(through['median'] - direct['median']) * 1000:+.1f} ms (median), "
+                     f"{(through['p95'] - direct['p95']) * 1000:+.1f} ms (p95) to a request")
     return "\n".join(lines)
 
 
@@ -258,18 +293,21 @@ def main() -> None:
     parser.add_argument("--pool-size", type=int, default=5, help="servers kept ready between rounds of claims")
     parser.add_argument("--tick", type=float, default=2.0, help="BINDERLESS_LOCAL_TICK for local mode (seconds)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
+    parser.add_argument("--router", choices=("chp", "direct"), default="chp",
+                        help="configurable-http-proxy in front (as make run) or each server on its own port")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="binderless-bench-") as scratch:
         work = Path(scratch)
         make_repository(work / "repository")
         print("starting local mode ...", flush=True)
-        with local_mode(work, secrets.token_urlsafe(24), BINDERLESS_LOCAL_TICK=str(args.tick)) as local:
+        with local_mode(work, secrets.token_urlsafe(24), BINDERLESS_LOCAL_TICK=str(args.tick),
+                        BINDERLESS_ROUTER=args.router) as local:
             env = local.build_and_stage(work / "repository")
             results = measure(local, env, args.cold, args.hits, args.pool_size, args.tick, work)
     cold, alone = results["cold_deploy_to_200"]["median"], results["jupyter_alone"]["median"]
     results["cold_vs_jupyter"], results["cold_over_jupyter_ms"] = cold / alone, (cold - alone) * 1000
-    results["settings"] = {"tick_seconds": args.tick, "check_interval_seconds": 1, "pool_size": args.pool_size,
-                           "cpus": os.cpu_count(), "python": platform.python_version()}
+    results["settings"] = {"router": args.router, "tick_seconds": args.tick, "check_interval_seconds": 1,
+                           "pool_size": args.pool_size, "cpus": os.cpu_count(), "python": platform.python_version()}
     report("local", table(results), results, as_json=args.json)
 
 

@@ -163,7 +163,20 @@ def local_bench(result: dict[str, Any]) -> list[str]:
                 "< 0.3 s", result["warm_burst"]["median"] < 0.3),
             *(row(f"/build/ -> ready, {label}, median (n={result[key]['n']})", f"{result[key]['median']:.2f} s")
               for key, label in (("stream_new", "new repository"), ("stream_built", "built, empty pool"),
-                                 ("stream_pooled", "warm pool")))]
+                                 ("stream_pooled", "warm pool"))),
+            *proxy_rows(result)]
+
+
+def proxy_rows(result: dict[str, Any]) -> list[str]:
+    """What configurable-http-proxy adds to a request, over the same request straight to the server."""
+    if "status_through" not in result:
+        return []
+    through, direct = result["status_through"], result["status_direct"]
+    return [row(f"api/status through the proxy / direct, median (n={through['n']})",
+                f"{through['median'] * 1000:.1f} / {direct['median'] * 1000:.1f} ms "
+                f"({through['median'] / direct['median']:.2f}x)"),
+            row("  the same, p95", f"{through['p95'] * 1000:.1f} / {direct['p95'] * 1000:.1f} ms "
+                f"({through['p95'] / direct['p95']:.2f}x)")]
 
 
 def jupyterhub_peer(result: dict[str, Any]) -> list[str]:
