@@ -28,6 +28,7 @@ from chalicelib.replies import (
     BindingReply,
     BuildLogPage,
     BuildSummary,
+    ErrorReply,
     Health,
     OpenApiDocument,
     PoolMap,
@@ -338,10 +339,11 @@ OPERATIONS.update({
         f"gone{method.title()}", "A server that has ended: what the proxy's default route answers under /user/",
         {410: answer("The server at this path has ended (or never existed): an HTML page for browsers (`Accept: "
                      "text/html`) saying why and when, with a link that launches the same environment again; "
-                     "the JSON error for programs.", media_types=("text/html",)),
-         503: answer("The server is live but its route is being restored (a proxy restarted): try again after "
-                     "`Retry-After` seconds.")},
-        {}, description="Nothing of the request is echoed: its query may hold the server's token.")
+                     "the JSON error for programs.", ErrorReply, media_types=("text/html",))},
+        {503: "The server is live but its route is being restored (a proxy restarted): try again after "
+              "`Retry-After` seconds."},
+        description="What the proxy's default route reaches: it never answers 2xx. Nothing of the request is "
+                    "echoed: its query may hold the server's token.")
     for method in gone_page.METHODS
 })
 

@@ -28,4 +28,5 @@ def events(url: str, last_event_id: str = "", timeout: float = 120,
             elif not line and event:
                 received.append(event)
                 event = {}
-        return dict(response.headers), received
+        # by name in any case: behind configurable-http-proxy (node) header names come in lower case
+        return {name.title(): value for name, value in response.headers.items()}, received

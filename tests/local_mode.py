@@ -105,6 +105,14 @@ class LocalMode:
         return [child for child in psutil.Process(self.process.pid).children(recursive=True)
                 if not is_proxy(child)]
 
+    def api_origin(self) -> str:
+        """Where the API itself listens: behind the proxy, the proxy's default target."""
+        proxy = self.proxy()
+        if proxy is None:
+            return self.base
+        command = proxy.cmdline()
+        return command[command.index("--default-target") + 1]
+
     def proxy(self) -> psutil.Process | None:
         """Its configurable-http-proxy, when it runs one."""
         return next((child for child in psutil.Process(self.process.pid).children() if is_proxy(child)), None)

@@ -124,7 +124,10 @@ def test_same_origin_works_and_a_rebinding_host_does_not(local: LocalMode) -> No
 
 @pytest.mark.parametrize("method", ["TRACE", "QUERY", "PATCH", "CONNECT", "BREW"])
 def test_a_method_nothing_serves_is_405_json(local: LocalMode, method: str) -> None:
-    reply = raw(method, f"{local.base}/pools")
+    # configurable-http-proxy (node's HTTP parser) turns CONNECT and unknown methods away itself (400, or
+    # the connection closed) before they reach the API; the API's own answer is checked behind it.
+    base = local.api_origin() if method in ("CONNECT", "BREW") else local.base
+    reply = raw(method, f"{base}/pools")
     assert reply.status == 405 and reply.json["error"] == "MethodNotAllowed", reply
     assert reply.headers["content-type"] == "application/json"
 

@@ -69,7 +69,8 @@ def test_the_notebook_container_runs_the_bootstrap_first_and_is_health_checked(w
     # "The string array must start with CMD to run the command arguments directly" (ECS_API); python3,
     # which every repo2docker image has, not curl, which it need not.
     assert command[:2] == ["CMD", "python3"] and "curl" not in " ".join(command)
-    assert f"http://127.0.0.1:{world.settings.server_port}/api/status" in command[-1]
+    # its own server's api/status (under its base path behind the proxy: tests/test_bootstrap.py runs it)
+    assert f"http://127.0.0.1:{world.settings.server_port}/" in command[-1] and '"api/status"' in command[-1]
     for parameter, least, most in HEALTH_CHECK_LIMITS:
         assert least <= check[parameter] <= most, f"{parameter}: {ECS_API}"
     assert (check["interval"], check["timeout"], check["retries"], check["startPeriod"]) == (
