@@ -23,9 +23,10 @@ $(PROXY_STAMP): proxy/package.json proxy/package-lock.json
 run: $(STAMP) $(PROXY_STAMP)
 	$(BIN)/python -m chalicelib.local
 
+# The proxy first, so that every local mode the tests start runs as `make run` does (behind it).
 # Two workers, each taking whole files (--dist loadfile: a file's local mode or moto world stays in one
 # process); much of the suite waits on jupyter servers and subprocesses, so two halve the wait.
-test: $(STAMP)
+test: $(STAMP) $(PROXY_STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # make bench [BENCH_ARGS=--quick]: every benchmark, one table (bench/run.py); local mode alone: bench/local_bench.py
