@@ -121,13 +121,25 @@ def test_each_tick_puts_back_lost_routes_and_deletes_those_of_ended_servers(
     before = dict(proxy.routes)
 
     proxy.routes.clear()  # the proxy restarted with an empty table
-    proxy.routes["/user/ended/"] = Route("http://10.0.0.9:8888", {"environment": environment})  # a stale one
+    proxy.routes["/user/ended/"] = Route("http://10.0.0.9:8888", {"environment": environment, "added": "0"})  # stale
     result = tick(client)
     assert result["routes_added"] == 2 and result["routes_deleted"] == 1, result
     assert {prefix: route.target for prefix, route in proxy.routes.items()} == \
         {prefix: route.target for prefix, route in before.items()}
     assert tick(client)["routes_added"] == 0  # nothing more to do
     assert body(client.http.get(f"/deployments/{environment}/{handed_out['id']}"))["status"] == "running"
+
+
+def test_a_route_added_for_a_server_not_yet_saved_as_reachable_is_left_alone(
+        client: Any, world: World, proxy: TableRouter) -> None:
+    """A server's route is added just before the server is saved as available or running: a tick between the
+    two sees a route with no reachable server. Seen as a 503 for a pooled server handed out in a burst."""
+    environment = staged(client, world)
+    now = str(world.clock())
+    proxy.add_route("/user/being-routed/", "http://10.0.0.8:8888", {"environment": environment, "added": now})
+    assert tick(client)["routes_deleted"] == 0 and "/user/being-routed/" in proxy.routes
+    world.clock.advance(60)  # its server never became reachable (it ended as it started): now it goes
+    assert tick(client)["routes_deleted"] == 1 and "/user/being-routed/" not in proxy.routes
 
 
 def test_a_tick_with_the_proxy_down_still_does_the_rest(client: Any, world: World, proxy: TableRouter) -> None:

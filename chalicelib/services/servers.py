@@ -28,6 +28,9 @@ RECORD_TRIES = 5
 # A route's activity within this many seconds of its adding (or of the claim) is the adding itself (the
 # proxy counts it) or a client's first look: "opened" means a request after that.
 OPENED_AFTER = 1
+# A route younger than this is not taken for stale: it is added before its server is saved as reachable, so
+# a tick may list it before that write. Routes of servers that end are deleted as they end; this is the net.
+ROUTE_GRACE = 60
 
 
 @dataclass(frozen=True)
@@ -400,6 +403,9 @@ class ServerLifecycle:
                 if s.route and s.state in (ServerState.available, ServerState.running)}
         added = deleted = culled = 0
         for prefix in routes.keys() - live.keys():
+            data = routes[prefix].data
+            if data.get("restored") != "1" and now - int(data.get("added") or 0) < ROUTE_GRACE:
+                continue  # being routed: added, its server's move to available or running not written yet
             try:
                 self.router.delete_route(prefix)
                 deleted += 1
