@@ -428,7 +428,7 @@ class ServerLifecycle:
         """Stop ``server`` if the proxy says nobody used it; whether it was stopped."""
         if server.state is not ServerState.running or last_activity is None:
             return False
-        last = int(last_activity.timestamp())
+        last = last_activity.timestamp()  # to the millisecond: the seconds of "added" and claimed_at are whole
         since = max(server.claimed_at, int(data.get("added") or 0))
         opened = data.get("restored") == "1" or last > since + OPENED_AFTER
         never, idle = self.settings.never_opened_timeout, self.settings.idle_timeout
