@@ -13,7 +13,8 @@ import logging
 import random
 import secrets
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from datetime import datetime
+from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from chalicelib.backends.base import Launched, Router, Spawner, TaskState, handle_id
@@ -424,7 +425,7 @@ class ServerLifecycle:
                 culled += 1
         return RouteSync(added, deleted, culled)
 
-    def _cull(self, server: Server, last_activity: Any, data: Any, now: int) -> bool:
+    def _cull(self, server: Server, last_activity: datetime | None, data: Mapping[str, str], now: int) -> bool:
         """Stop ``server`` if the proxy says nobody used it; whether it was stopped."""
         if server.state is not ServerState.running or last_activity is None:
             return False
