@@ -151,7 +151,9 @@ class PoolService:
 
         Its cost grows with the work to do, not with the fleet: one query for what fell due, one
         for the pools, one BatchGetItem per 100 pools that need servers, then a transaction and a
-        RunTask per batch of 10 servers started (bench/scale.py measures it)."""
+        RunTask per batch of 10 servers started (bench/scale.py measures it). Behind a proxy it also lists the
+        proxy's routes and queries every live server (``ServerLifecycle.sync_routes``): that part grows with
+        the fleet: one GET, and a Query page for every MB of live server items."""
         due = list(self.store.servers.due(self.clock()))
         self.servers.reconcile(due)
         between_steps()

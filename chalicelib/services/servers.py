@@ -367,7 +367,8 @@ class ServerLifecycle:
         now = self.clock()
         ended = self.store.servers.transition(server, state, reason=reason, ended_at=now,
                                               expires_at=now + self.settings.stopped_retention, **fields)
-        self._unroute(ended)
+        if server.state is not ServerState.stopping:  # a stopping server lost its route as it began to stop
+            self._unroute(ended)
         return ended
 
     # The proxy (the Router port). Routes follow the servers: added as a server becomes reachable (before
