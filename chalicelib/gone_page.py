@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 from urllib.parse import quote, unquote, urlsplit
 
 from chalicelib.errors import Gone
 from chalicelib.page_headers import fill, page_headers
 from chalicelib.providers import GIST, GITHUB, GITLAB, Spec
+
+if TYPE_CHECKING:
+    from chalicelib.services.deployments import Ended
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")  # what a server's clients send under its path
 ROUTE = re.compile(r"/user/([A-Za-z0-9._~-]{1,128})(?:/|$)")
@@ -45,17 +47,6 @@ user shuts them down. Your work on it is gone unless you downloaded it.</p>
 </body>
 </html>
 """
-
-
-@dataclass(frozen=True)
-class Ended:
-    """What the store still knows of the server a route was for."""
-
-    environment: str
-    reason: str = ""
-    when: int = 0  # epoch seconds it ended (0: unknown, or not ended yet)
-    repository: str = ""
-    ref: str = ""
 
 
 def server_path(context_path: str, uri_params: Mapping[str, str]) -> str:

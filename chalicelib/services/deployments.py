@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 from chalicelib.config import Settings
 from chalicelib.errors import Gone, NotFound, Unavailable
-from chalicelib.gone_page import Ended
 from chalicelib.models import LIVE_STATES, Server, ServerState
 from chalicelib.services.servers import ServerLifecycle
 from chalicelib.services.stagings import StagingService
 from chalicelib.store import Store
 from chalicelib.store.counters import RateLimit
 from chalicelib.store.servers import Claim
+
+
+@dataclass(frozen=True)
+class Ended:
+    """What the store still knows of the server a proxy route was for (the gone page says it)."""
+
+    environment: str
+    reason: str = ""
+    when: int = 0  # epoch seconds it ended (0: unknown, or not ended yet)
+    repository: str = ""
+    ref: str = ""
 
 
 class DeploymentService:
