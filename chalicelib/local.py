@@ -157,7 +157,10 @@ def plan_proxy(host: str, port: int, cleanup: ExitStack) -> LocalProxy | None:
         return None
     from chalicelib.backends.local_servers import free_port
 
-    proxy = LocalProxy(host, port, f"http://127.0.0.1:{free_port()}", work_dir(get_settings()) / "proxy.log")
+    api_port = free_port()
+    while api_port == port:  # free until the proxy binds it: the kernel may offer PORT again (seen in CI)
+        api_port = free_port()
+    proxy = LocalProxy(host, port, f"http://127.0.0.1:{api_port}", work_dir(get_settings()) / "proxy.log")
     cleanup.callback(proxy.stop)  # unwound last: the API and the servers go first
     os.environ.update({"BINDERLESS_ROUTER": "chp", "BINDERLESS_PROXY_API_URL": proxy.api_url,
                        "BINDERLESS_PROXY_PUBLIC_URL": proxy.public_url})
