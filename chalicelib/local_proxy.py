@@ -138,12 +138,17 @@ class LocalProxy:
         self._kill()
 
     def _kill(self) -> None:
-        process = self._process
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        if self._process is not None:
+            end(self._process)
+
+
+def end(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """SIGTERM, ``grace`` seconds to exit, then SIGKILL: how a proxy process is stopped."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(grace)

@@ -32,7 +32,7 @@ import pytest
 from chalicelib.backends.base import Router
 from chalicelib.backends.routers import ChpRouter, DirectRouter
 from chalicelib.errors import BackendError, Unavailable
-from chalicelib.local_proxy import CHP, PROXY_DIR
+from chalicelib.local_proxy import CHP, PROXY_DIR, end
 from tests.local_mode import OPENER, free_port, wait_for
 from tests.npm import npm_installed
 
@@ -190,12 +190,7 @@ def proxy(chp_command: Path, gone: str, tmp_path_factory: pytest.TempPathFactory
         print(log_path.read_text()[-3000:])
         raise
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        end(process, 10)
 
 
 def answers(process: subprocess.Popen[bytes], router: ChpRouter) -> bool:
