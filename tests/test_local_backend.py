@@ -28,7 +28,8 @@ def alive(pid: int) -> bool:
     """Running, and not a zombie waiting for its parent to reap it."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        # The process was reaped between opening /proc/<pid>/stat and reading it: ESRCH on read.
         return False
 
 
