@@ -35,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.parse
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -198,8 +199,8 @@ def proxy_cost(local: LocalMode, env: str) -> dict[str, list[float]]:
     location = reply.body.get("location") or wait_for(
         lambda: local.api("GET", f"/deployments/{env}/{server_id}").body.get("location"), 60, "a location")
     base, token = location.split("?token=")
-    port = next(part.split("=", 1)[1] for part in local.server(server_id).cmdline() if part.startswith("--port="))
-    direct = f"http://127.0.0.1:{port}/user/{server_id}/"
+    port = next(part.split("=", 1)[1] for part in local.server(location).cmdline() if part.startswith("--port="))
+    direct = f"http://127.0.0.1:{port}{urllib.parse.urlsplit(base).path}"
     timings: dict[str, list[float]] = {"through": [], "direct": []}
     for _ in range(PROXIED_REQUESTS):
         for name, url in (("through", base), ("direct", direct)):

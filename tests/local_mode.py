@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -117,11 +118,13 @@ class LocalMode:
         """Its configurable-http-proxy, when it runs one."""
         return next((child for child in psutil.Process(self.process.pid).children() if is_proxy(child)), None)
 
-    def server(self, server_id: str) -> psutil.Process:
+    def server(self, location: str) -> psutil.Process:
+        """The jupyter server process that serves ``location``."""
+        path = urllib.parse.urlsplit(location).path
         for process in psutil.Process(self.process.pid).children():
-            if f"--ServerApp.base_url=/user/{server_id}/" in process.cmdline():
+            if f"--ServerApp.base_url={path}" in process.cmdline():
                 return process
-        raise AssertionError(f"no jupyter server process for {server_id}")
+        raise AssertionError(f"no jupyter server process serves {path}")
 
     def build_and_stage(self, repository: Path) -> str:
         """POST /builds/repos, wait for the build, POST /stagings: the environment's name."""

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,6 +103,7 @@ class SpawnerContract:
         (one,) = spawner.start(environment, ["s-1"], "launch-1", KEY)
         running = wait_for(lambda: (s := state(spawner, one.handle)).status == "running" and s, timeout=20)
         assert running.url.startswith(("http://", "https://")) and running.url.endswith("/")
+        assert "s-1" not in running.url  # a server id reads its token back (GET /deployments/{env}/{id})
         assert handle_id(running.handle) == handle_id(one.handle)
 
     def test_describe_answers_in_the_order_asked_and_a_missing_server_is_stopped(
@@ -208,7 +210,7 @@ class TestLocalSpawner(SpawnerContract):
         spawner.subscribe(lambda task: told.append(task) or True)
         (launched,) = spawner.start(environment, ["s-1"], "launch-1", KEY)
         requests = spawner.logs / "s-1" / "runtime" / "requests.log"
-        location = f"/user/s-1/?token={launched.token}"
+        location = f"{urllib.parse.urlsplit(launched.handle['url']).path}?token={launched.token}"
         wait_for(lambda: requests.exists() and location in requests.read_text().split(), 10, "the location opened")
         assert [task.status for task in told] == ["running"]
         assert requests.read_text().split().count(location) == 1

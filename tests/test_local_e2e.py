@@ -77,7 +77,8 @@ def test_cold_deployment_serves_the_repository_and_runs_code(local: LocalMode, e
     location = wait_for(lambda: local.api("GET", f"/deployments/{environment}/{server_id}").body.get("location"),
                         30, "the cold server gets a location")
     base_url, token = location.split("?token=")
-    assert base_url.startswith("http://127.0.0.1:") and base_url.endswith(f"/user/{server_id}/")
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/user/[0-9a-f]{32}/", base_url), base_url
+    assert server_id not in location  # the id reads the token back (GET /deployments/{env}/{id}): never in a URL
     assert call("GET", location).status == 200
 
     contents = call("GET", f"{base_url}api/contents?token={token}")
@@ -89,7 +90,7 @@ def test_cold_deployment_serves_the_repository_and_runs_code(local: LocalMode, e
     assert kernel.status == 201, kernel.body
     assert execute(base_url, token, kernel.body["id"], "print(6*7)") == "42\n"
 
-    server = local.server(server_id)
+    server = local.server(location)
     processes = [server, *server.children(recursive=True)]  # the server and its kernel
     assert len(processes) >= 2
     deleted = local.api("DELETE", f"/deployments/{environment}/{server_id}")

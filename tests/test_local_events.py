@@ -119,7 +119,7 @@ def test_a_server_whose_process_dies_is_ended_at_once(local: LocalMode, environm
     launched = local.api("POST", f"/deployments/{environment}", admin=False)
     assert launched.status in (201, 202), launched.body
     location = wait_for(lambda: location_of(local, environment, launched.body["id"]), 60, "a location")
-    server = next(p for p in local.servers() if f"/user/{launched.body['id']}/" in " ".join(p.cmdline()))
+    server = local.server(location)
     server.kill()
     wait_for(lambda: local.api("GET", f"/deployments/{environment}/{launched.body['id']}",
                                admin=True).status == 410, 10, "the server is known to have ended")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import time
@@ -81,7 +82,8 @@ def test_a_cold_server_is_on_the_apis_origin_and_runs_code_through_the_proxy(loc
                                                                             environment: str) -> None:
     server_id, location = launch(local, environment)
     base_url, token = location.split("?token=")
-    assert base_url == f"{local.base}/user/{server_id}/"  # the API's own origin, not a port of the server's
+    assert re.fullmatch(rf"{re.escape(local.base)}/user/[0-9a-f]{{32}}/", base_url)  # the API's origin, not a port
+    assert server_id not in location  # the id reads the token back (GET /deployments/{env}/{id}): never in a URL
     status = call("GET", f"{base_url}api/status?token={token}")
     assert status.status == 200 and "kernels" in status.body
     kernel = call("POST", f"{base_url}api/kernels?token={token}", {"name": "python3"})

@@ -178,11 +178,13 @@ def handle_id(handle: Mapping[str, str]) -> str:
 
 
 # The proxy's routing table (JupyterHub's ``Proxy``). A route's prefix is a server's path,
-# ``/user/<server-id>/``: it starts and ends with "/" ("/" itself is the proxy's default route, not
-# the Router's to manage), its segments are URL-safe (letters, digits, ``-._~``) so that no adapter
-# has to escape them. Adapters accept a prefix with or without its trailing slash and always list it
-# with one (configurable-http-proxy keeps ``/user/x``; JupyterHub's routespecs are ``/user/x/``).
-ROUTE_PREFIX = "/user/{server_id}/"
+# ``/user/<name>/``, named by the spawner (a task's id; a local process's random name), never by the
+# server id, which is the capability to read the server's token. It starts and ends with "/" ("/"
+# itself is the proxy's default route, not the Router's to manage), its segments are URL-safe
+# (letters, digits, ``-._~``) so that no adapter has to escape them. Adapters accept a prefix with or
+# without its trailing slash and always list it with one (configurable-http-proxy keeps ``/user/x``;
+# JupyterHub's routespecs are ``/user/x/``).
+ROUTE_PREFIX = "/user/{name}/"
 
 
 @dataclass(frozen=True)

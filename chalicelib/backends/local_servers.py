@@ -179,10 +179,13 @@ class LocalSpawner:
                     if launch and process.launch == launch and not process.exited.is_set()]
 
     def _start_one(self, environment: Handle, server_id: str, launch: str, token: str) -> Launched:
-        if not SERVER_ID.fullmatch(server_id):  # it names a directory and a URL path
+        if not SERVER_ID.fullmatch(server_id):  # it names a directory
             return Launched(server_id, failure=f"server id {server_id!r} is not usable locally")
         port, token = self._unused_port(), token or secrets.token_hex(24)
-        base_url = f"/user/{server_id}/"
+        # The path names the process, never the server id: an id is the capability to read the
+        # location, token included (GET /deployments/{env}/{id}), and a path is shown, bookmarked,
+        # copied from the address bar. On AWS the path is the task's id (aws_tasks.py).
+        base_url = f"/user/{secrets.token_hex(16)}/"
         command = [environment.get("python") or sys.executable, "-c", SERVE, "--no-browser",
                    f"--ip={HOST}", f"--port={port}", "--ServerApp.port_retries=0",
                    f"--ServerApp.base_url={base_url}", f"--ServerApp.root_dir={environment.get('path', '')}",

@@ -27,7 +27,7 @@ def listed_server(server: Server, *, admin: bool) -> dict[str, Any]:
     """What a list shows: never a server token; to an admin, the ids and URLs too.
 
     An id is the capability for GET /deployments/{env}/{id}, which answers the location with its
-    token, and a URL names the id (/user/<id>/): a caller with merely the ``deployments`` scope
+    token (a server's path never names its id): a caller with merely the ``deployments`` scope
     (a launcher page's token) sees how many servers are in which state, not whose they are."""
     body: dict[str, Any] = {"status": server.state.value}
     if admin:
