@@ -1,4 +1,4 @@
-"""200 concurrent launches against a pool of 50, over real HTTP with moto's server behind."""
+"""80 concurrent launches (32 at a time) against a pool of 20, over real HTTP with moto's server behind."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from chalicelib.context import set_services
 from chalicelib.models import ImageRegister, StagingCreate
 from tests.load import api_over_http, burst, counted_vs_items, fill_pool, moto_over_http, new_world
 
-POOL, LAUNCHES, CAP = 50, 200, 120
+POOL, LAUNCHES, CAP = 20, 80, 48
 
 
 def test_a_burst_never_hands_out_a_server_twice_and_counts_stay_exact(dns: Any) -> None:

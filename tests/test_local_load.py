@@ -31,7 +31,7 @@ ADMIN = "load-admin-" + secrets.token_hex(16)
 # A pool of 6 and 20 launches at once from one anonymous client that may hold 8 servers: the pool,
 # then 2 cold servers, then 429s.
 POOL, LAUNCHES, EXTRA = 6, 20, 2
-ROUNDS = 5
+ROUNDS = 3
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
