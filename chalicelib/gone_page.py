@@ -1,4 +1,4 @@
-"""``/user/<id>/…`` with no server behind it: the proxy's default route ends here (JupyterHub's API-only
+"""``/user/<name>/…`` with no server behind it: the proxy's default route ends here (JupyterHub's API-only
 mode shows "hints about how to get back to a link to start a new server" in the same place).
 
 It answers 410: for a browser (``Accept: text/html``) a page saying the server has ended, why and when

@@ -226,7 +226,7 @@ def serve(config: Config, host: str, port: int, cleanup: ExitStack) -> LocalDevS
 
 
 def banner(url: str, settings: Settings, database: str) -> str:
-    proxy = ("configurable-http-proxy: servers at /user/<id>/ on the API's origin" if settings.router == "chp"
+    proxy = ("configurable-http-proxy: servers at /user/<name>/ on the API's origin" if settings.router == "chp"
              else "none: each server on a port of its own")
     return "\n".join([
         "binderless local mode",

@@ -2,8 +2,8 @@
 
 It listens on HOST:PORT, where readers and clients already go; the API moves behind it to a port of
 its own on 127.0.0.1 and is the proxy's default target, so a path no server route matches (the API's
-own, and ``/user/<id>/`` of a server that is gone) reaches the API. Servers get routes under
-``/user/<id>/`` as they become reachable (``ServerLifecycle``), so every location, kernel websocket
+own, and ``/user/<name>/`` of a server that is gone) reaches the API. Servers get routes under
+``/user/<name>/`` as they become reachable (``ServerLifecycle``), so every location, kernel websocket
 included, is on the API's origin.
 
 The package is pinned in ``proxy/package.json`` and installed by ``make run`` (``npm ci``). Without

@@ -1,5 +1,5 @@
 """`make run` with configurable-http-proxy in front, end to end (issue 14): every server on the API's own
-origin under ``/user/<id>/``, its kernels' websockets through the proxy, a page for gone servers, a
+origin under ``/user/<name>/``, its kernels' websockets through the proxy, a page for gone servers, a
 restarted proxy healed by the next tick, and servers culled from the proxy's activity.
 
 Local mode runs in its own process with the pinned proxy (proxy/package.json); without node these

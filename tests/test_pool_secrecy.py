@@ -1,8 +1,8 @@
 """A pooled server's token stays secret until the server is handed out.
 
 Its location (token included) is what the next user gets; its id opens that location through the
-public GET /deployments/{env}/{id}; its URL names its id (/user/<id>/). So nothing answers an
-unclaimed server's id, and lists give ids and URLs to admin tokens only.
+public GET /deployments/{env}/{id} (its URL never names its id). So nothing answers an unclaimed
+server's id, and lists give ids and URLs to admin tokens only.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ DEFAULT_TIMEOUT = 5.0  # seconds: a tick makes one call per changed route and mu
 def normalise_prefix(path_prefix: str) -> str:
     """``/user/x`` and ``/user/x/`` are one route, listed as ``/user/x/``. ValueError for anything else."""
     if not PREFIX.fullmatch(path_prefix) or any(part in {".", ".."} for part in path_prefix.split("/")):
-        raise ValueError(f"a route prefix is a path of URL-safe segments such as /user/<id>/, not {path_prefix!r}")
+        raise ValueError(f"a route prefix is a path of URL-safe segments such as /user/<name>/, not {path_prefix!r}")
     return path_prefix.rstrip("/") + "/"
 
 
