@@ -216,6 +216,29 @@ def test_the_template_table_is_the_table_the_store_creates(stack: DeployedStack)
         "AttributeName": ttl["AttributeName"], "Enabled": True}
 
 
+def test_a_table_of_an_older_version_gains_the_new_index_and_keeps_its_items(stack: DeployedStack) -> None:
+    """Local mode on a DynamoDB Local table made before the by-route index (``create_table(if_missing=True)``)."""
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    dynamo = Dynamo("older", REGION, dynamodb)
+    dynamo.create_table()
+    dynamodb.update_table(TableName="older", GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": "by-route"}}])
+    dynamo.put({"pk": "SERVER#e", "sk": "SERVER#s", "route": "/user/r/"})
+    updates: list[Any] = []
+    dynamodb.meta.events.register("provide-client-params.dynamodb.UpdateTable",
+                                  lambda params, **_: updates.append(params["GlobalSecondaryIndexUpdates"]))
+
+    dynamo.create_table(if_missing=True)
+    dynamo.create_table(if_missing=True)  # and again: nothing left to add
+
+    indexes = dynamodb.describe_table(TableName="older")["Table"]["GlobalSecondaryIndexes"]
+    assert {index["IndexName"] for index in indexes} == set(INDEXES)
+    assert all(index["IndexStatus"] == "ACTIVE" for index in indexes)
+    # "You can create or delete only one global secondary index per UpdateTable operation."
+    assert [[update["Create"]["IndexName"] for update in call] for call in updates] == [["by-route"]]
+    assert list(dynamo.query("route = :route", {":route": {"S": "/user/r/"}}, index="by-route")) == [
+        {"pk": "SERVER#e", "sk": "SERVER#s", "route": "/user/r/"}]
+
+
 def test_only_the_codebuild_project_is_left_to_the_api_and_the_table_is_deployed_as_written(
         stack: DeployedStack) -> None:
     template = load_template()

@@ -234,26 +234,46 @@ class Dynamo:
 
     def create_table(self, *, if_missing: bool = False) -> None:
         """Create the table as infra/ does (used by tests and local mode); ``if_missing``: a table of that
-        name may exist already (local mode on DynamoDB Local), and then it is left as it is."""
+        name may exist already (local mode on DynamoDB Local), and then it gains the indexes a newer
+        version added (as a stack update adds them on AWS), its items left as they are.
+
+        (All of it in this one function: tests/test_iam_policy.py leaves its calls out of the Lambda role.)"""
         attributes: dict[str, Any] = {"pk": "S", "sk": "S", "repository": "S", "created_at": "N", "avail_env": "S",
                                       "launch": "S", "route": "S", "kind_pk": "S", "kind_sk": "S"}
-        indexes: list[Any] = []
+        indexes: dict[str, Any] = {}
         for name, (hash_key, range_key) in INDEXES.items():
             schema = [{"AttributeName": hash_key, "KeyType": "HASH"}]
             if range_key:
                 schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
-            indexes.append({"IndexName": name, "KeySchema": schema, "Projection": {"ProjectionType": "ALL"}})
+            indexes[name] = {"IndexName": name, "KeySchema": schema, "Projection": {"ProjectionType": "ALL"}}
+
+        def definitions(*names: str) -> list[Any]:
+            return [{"AttributeName": k, "AttributeType": attributes[k]} for k in dict.fromkeys(names)]
+
         try:
             self.client.create_table(
                 TableName=self.table_name,
-                AttributeDefinitions=[{"AttributeName": k, "AttributeType": t} for k, t in attributes.items()],
+                AttributeDefinitions=definitions(*attributes),
                 KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-                GlobalSecondaryIndexes=indexes,
+                GlobalSecondaryIndexes=list(indexes.values()),
                 BillingMode="PAY_PER_REQUEST",
             )
         except self.client.exceptions.ResourceInUseException:
             if not if_missing:
                 raise
+            table = self.client.describe_table(TableName=self.table_name)["Table"]
+            missing = set(indexes) - {index["IndexName"] for index in table.get("GlobalSecondaryIndexes", [])}
+            for name in sorted(missing):
+                # "You can create or delete only one global secondary index per UpdateTable operation."
+                # (DynamoDB API Reference, UpdateTable)
+                keys = [part["AttributeName"] for part in indexes[name]["KeySchema"]]
+                self.client.update_table(TableName=self.table_name, AttributeDefinitions=definitions(*keys),
+                                         GlobalSecondaryIndexUpdates=[{"Create": indexes[name]}])
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and any(  # the next index waits for this one to be built
+                        index.get("IndexStatus") != "ACTIVE" for index in self.client.describe_table(
+                            TableName=self.table_name)["Table"].get("GlobalSecondaryIndexes", [])):
+                    time.sleep(0.5)
             return
         self.client.update_time_to_live(
             TableName=self.table_name,
