@@ -10,6 +10,8 @@ its output streamed to stderr; the last JSON line of its output is its result:
 - cold_start:   median `import app` time in fresh processes vs chalice+boto3+pydantic (<= 1.3x),
                 and that the import creates no boto3 client/session and loads no X-Ray;
 - package_size: `chalice package` deployment.zip (< 10 MB);
+- moto_claims:  a claim's Query and TransactWriteItems on moto as it is, with local_moto's first three
+                speed-ups, and with all of them: medians, p95s and ratios, taking turns in one process;
 - local_bench:  local mode's pool-hit POST p95 (<= 50 ms) and cold deployment times;
 - jupyterhub_peer: the same cold launches and burst on JupyterHub (API only, pinned in bench/requirements.txt
                 and bench/package.json), with as many cold launches; local mode's cold median, cold p95
@@ -63,6 +65,7 @@ def benches(quick: bool) -> dict[str, list[str]]:
         "round_trips": [],
         "cold_start": ["--runs", "10" if quick else "15"],
         "package_size": [],
+        "moto_claims": ["--claims", "150" if quick else "300"],
         "local_bench": ["--cold", cold, "--hits", "20"],  # a p95 of 10 samples is their maximum
         "jupyterhub_peer": ["--cold", cold],
         "scale": [],
@@ -167,6 +170,18 @@ def local_bench(result: dict[str, Any]) -> list[str]:
             *proxy_rows(result)]
 
 
+def moto_claims(result: dict[str, Any]) -> list[str]:
+    rows = [row(f"{label} (n={result[name]['n']})",
+                f"{result[name]['median'] * 1000:.1f} / {result[name]['p95'] * 1000:.1f} ms")
+            for name, label in (("moto", "a claim on moto as it is, median/p95"),
+                                ("local_moto_without_expressions", "  with local_moto's first three speed-ups"),
+                                ("local_moto", "  with all of local_moto's"))]
+    return [*rows, row("all / moto as it is, median (p95)",
+                       f"{result['ratio']['median']:.2f}x ({result['ratio']['p95']:.2f}x)"),
+            row("all / the first three, median (p95)",
+                f"{result['ratio_expressions']['median']:.2f}x ({result['ratio_expressions']['p95']:.2f}x)")]
+
+
 def proxy_rows(result: dict[str, Any]) -> list[str]:
     """What configurable-http-proxy adds to a request, over the same request straight to the server."""
     if "status_through" not in result:
@@ -213,6 +228,7 @@ def scale(result: dict[str, Any]) -> list[str]:
 SECTIONS = {"round_trips": ("round trips per request (AWS calls)", round_trips),
             "cold_start": ("cold start (import time, fresh processes)", cold_start),
             "package_size": ("deployment package", package_size),
+            "moto_claims": ("a claim on the embedded DynamoDB (moto, in-process)", moto_claims),
             "local_bench": ("local mode", local_bench),
             "jupyterhub_peer": ("JupyterHub peer (API only, SimpleLocalProcessSpawner, CHP)", jupyterhub_peer),
             "scale": ("scale (bench/scale.py)", scale)}

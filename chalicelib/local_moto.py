@@ -1,7 +1,7 @@
-"""Three costs of moto's DynamoDB, taken away for local mode's embedded server.
+"""Four costs of moto's DynamoDB, taken away for local mode's embedded server.
 
 moto is written to check programs against, not to serve them. One of its habits makes local mode
-slower the longer it runs (its TTL never deletes, so stopped servers and counters pile up), two
+slower the longer it runs (its TTL never deletes, so stopped servers and counters pile up), three
 more make every call dearer than it need be:
 
 - **Every TransactWriteItems deep-copies the whole table** first, to roll back if a condition fails:
@@ -15,6 +15,13 @@ more make every call dearer than it need be:
   query of 11 items spends most of its time there. Data-plane results are DynamoDB JSON already,
   so ``plain_json_results`` writes them with ``json.dumps``; anything else (bytes, timestamps,
   the control plane, errors) still goes through moto's serializer.
+- **Each update expression is parsed twice a call, its tree deep-copied, then walked ten times**
+  (once by each of the validator's processors, each asking ``isinstance`` of every node against
+  every kind it handles, through abc's slow checks): most of an UpdateItem's time. A parse took 1.6
+  ms and a copy 2.7 ms of a 9.4 ms UpdateItem on a slow day. ``reuse_parsed_expressions`` parses
+  each expression string once (a parsed tree is only read; the validator works on its own copy)
+  and copies trees node by node; ``walk_trees_once_per_kind`` asks which processor a node's class
+  gets once per class and walk, not once per node. A claim's transaction: 12.1 -> 6.3 ms.
 
 All are checked against moto's own behaviour in tests/test_local_moto.py. Installed once, by local
 mode before it starts its embedded server (``local.start_database``); they change nothing a client
@@ -24,6 +31,7 @@ can see.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import threading
 from types import SimpleNamespace
@@ -33,7 +41,9 @@ from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
-from moto.dynamodb.parsing.ast_nodes import UpdateExpression  # type: ignore[attr-defined]
+from moto.dynamodb.parsing import validators
+from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node, UpdateExpression  # type: ignore[attr-defined]
+from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 from moto.dynamodb.parsing.validators import ActionCountValidator
 from moto.dynamodb.responses import DynamoResult
 
@@ -56,10 +66,14 @@ def install() -> None:
         if not ORIGINALS:
             ORIGINALS.update(transact_write_items=DynamoDBBackend.transact_write_items,
                              copy=vars(dynamodb_models)["copy"], execute_result=DynamoResult.execute_result,
-                             traverse=ActionCountValidator.traverse)
+                             traverse=ActionCountValidator.traverse, make=vars(UpdateExpressionParser)["make"],
+                             validators_deepcopy=vars(validators)["deepcopy"],
+                             depth_first=DepthFirstTraverser.traverse)
             journal_transactions()
             count_clauses_once()
             plain_json_results()
+            reuse_parsed_expressions()
+            walk_trees_once_per_kind()
 
 
 def journal_transactions() -> None:
@@ -142,3 +156,88 @@ def plain_json_results() -> None:
         return original(self, context)
 
     DynamoResult.execute_result = execute_result  # type: ignore[method-assign,assignment]
+
+
+PARSED_EXPRESSIONS = 1024  # distinct update expressions kept parsed (the app writes a few dozen)
+
+
+def reuse_parsed_expressions() -> None:
+    parse = UpdateExpressionParser.make  # bound to the class: make(expression) -> a new tree
+    parsed = functools.lru_cache(maxsize=PARSED_EXPRESSIONS)(parse)  # a refused expression raises, never cached
+
+    def make(cls: type, expression_str: str) -> Any:
+        return parsed(expression_str)
+
+    UpdateExpressionParser.make = classmethod(make)  # type: ignore[assignment]
+    vars(validators)["deepcopy"] = _copy_tree_or_deepcopy  # the validator's copy of the tree (and of values)
+
+
+class _NotATree(Exception):
+    """A node refers to another node other than through its children: deepcopy's own walk copies it."""
+
+
+def _copy_tree_or_deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    if isinstance(value, Node) and value.parent is None:  # a whole tree, as the validator copies it
+        try:
+            return _copy_tree(value, None)
+        except _NotATree:
+            pass
+    return copy.deepcopy(value, memo)
+
+
+def _copy_tree(node: Any, parent: Any) -> Any:
+    """``copy.deepcopy(node)`` for a parsed expression's tree: every node anew with its parent set, and
+    every other child deep-copied (a parsed tree holds only names, placeholders and numbers)."""
+    clone = object.__new__(type(node))
+    for name, value in node.__dict__.items():
+        if name in ("children", "parent"):
+            continue
+        if isinstance(value, Node):
+            raise _NotATree(name)
+        setattr(clone, name, value if isinstance(value, (str, int, float, bool, type(None))) else copy.deepcopy(value))
+    clone.parent = parent
+    children = node.children
+    clone.children = [_copy_tree(child, clone) if isinstance(child, Node) else copy.deepcopy(child)
+                      for child in children] if isinstance(children, list) else copy.deepcopy(children)
+    return clone
+
+
+def walk_trees_once_per_kind() -> None:
+    DepthFirstTraverser.traverse = _traverse  # type: ignore[method-assign]
+
+
+def _traverse(self: Any, root: Any) -> Any:
+    """``DepthFirstTraverser.traverse``: children first, then the node by the first processor of the
+    map whose class it is an instance of, the result put in the node's place under its parent."""
+    processors = self._processing_map()  # moto rebuilds it twice a node; its keys depend on the class only
+    traverser = type(self)
+
+    def visit(node: Any, child_id: int) -> Any:
+        kind = type(node)
+        is_node = _IS_NODE.get(kind)
+        if is_node is None:
+            is_node = _IS_NODE[kind] = issubclass(kind, Node)
+        if not is_node:
+            return node
+        parent = node.parent
+        if node.children is not None:
+            for position, child in enumerate(node.children):
+                self.pre_processing_of_child(node, position)
+                visit(child, position)
+        handled_as = _HANDLED_AS.get((traverser, kind), _UNKNOWN)
+        if handled_as is _UNKNOWN:
+            handled_as = _HANDLED_AS[(traverser, kind)] = next(
+                (cls for cls in processors if issubclass(kind, cls)), None)
+        if handled_as is not None:
+            node = processors[handled_as](node)
+            node.parent = parent
+            if parent:
+                parent.children[child_id] = node
+        return node
+
+    return visit(root, -1)
+
+
+_UNKNOWN = object()
+_IS_NODE: dict[type, bool] = {}
+_HANDLED_AS: dict[tuple[type, type], Any] = {}  # (traverser class, node class) -> its processor's key, or None

@@ -13,6 +13,10 @@ from moto import mock_aws
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.parsing import validators
+from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser  # type: ignore[attr-defined]
+from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+from moto.dynamodb.parsing.tokens import ExpressionTokenizer  # type: ignore[attr-defined]
 from moto.dynamodb.parsing.validators import ActionCountValidator
 from moto.dynamodb.responses import DynamoResult
 
@@ -105,6 +109,22 @@ def conversation() -> list[Any]:
                                    ExpressionAttributeValues={":one": {"N": "1"}}),
         lambda: client.update_item(TableName=TABLE, Key=key("a"), UpdateExpression="REMOVE y, z SET x = :one",
                                    ExpressionAttributeValues={":one": {"N": "1"}}, ReturnValues="UPDATED_NEW"),
+        # Paths into maps and lists, and what the validator's processors refuse: a type mismatch, a key.
+        lambda: client.update_item(TableName=TABLE, Key=key("a"), ReturnValues="ALL_NEW",
+                                   UpdateExpression="SET #m.#i[1] = :v, #m.added = :v REMOVE #m.#i[0]",
+                                   ExpressionAttributeNames={"#m": "map", "#i": "inner"},
+                                   ExpressionAttributeValues={":v": {"S": "v"}}),
+        *(lambda expression=expression: client.update_item(  # type: ignore[misc]
+            TableName=TABLE, Key=key("a"), UpdateExpression=expression, ExpressionAttributeNames={"#t": "text"},
+            ExpressionAttributeValues={":one": {"N": "1"}}) for expression in ("ADD #t :one", "SET x = #t + :one")),
+        lambda: client.update_item(TableName=TABLE, Key=key("a"), UpdateExpression="SET sk = :v",
+                                   ExpressionAttributeValues={":v": {"S": "b"}}),
+        lambda: client.update_item(TableName=TABLE, Key=key("a"), UpdateExpression="SET x = nothere.y"),
+        # One expression, other values each time (a parsed expression is reused: never its values).
+        *(lambda value=value: client.update_item(  # type: ignore[misc]
+            TableName=TABLE, Key=key("a"), UpdateExpression="SET #s = :s, t = if_not_exists(t, :s) ADD hits :one",
+            ExpressionAttributeNames={"#s": "state"}, ReturnValues="ALL_NEW",
+            ExpressionAttributeValues={":s": {"S": value}, ":one": {"N": "1"}}) for value in ("x", "y", "z")),
         scan,
     ]
     return [answer(call) for call in calls]
@@ -122,15 +142,22 @@ def speeded_up() -> Iterator[None]:
         vars(dynamodb_models)["copy"] = originals["copy"]
         DynamoResult.execute_result = originals["execute_result"]  # type: ignore[method-assign]
         ActionCountValidator.traverse = originals["traverse"]  # type: ignore[method-assign]
+        UpdateExpressionParser.make = originals["make"]
+        vars(validators)["deepcopy"] = originals["validators_deepcopy"]
+        DepthFirstTraverser.traverse = originals["depth_first"]  # type: ignore[method-assign]
         originals.clear()
 
 
 def test_every_answer_is_the_one_moto_gives(speeded_up: None, monkeypatch: pytest.MonkeyPatch) -> None:
     with monkeypatch.context() as as_it_was:
-        for name, where in (("transact_write_items", DynamoDBBackend), ("execute_result", DynamoResult),
-                            ("traverse", ActionCountValidator)):
-            as_it_was.setattr(where, name, local_moto.ORIGINALS[name])
+        for where, name, saved in ((DynamoDBBackend, "transact_write_items", "transact_write_items"),
+                                   (DynamoResult, "execute_result", "execute_result"),
+                                   (ActionCountValidator, "traverse", "traverse"),
+                                   (UpdateExpressionParser, "make", "make"),
+                                   (DepthFirstTraverser, "traverse", "depth_first")):
+            as_it_was.setattr(where, name, local_moto.ORIGINALS[saved])
         as_it_was.setitem(vars(dynamodb_models), "copy", local_moto.ORIGINALS["copy"])
+        as_it_was.setitem(vars(validators), "deepcopy", local_moto.ORIGINALS["validators_deepcopy"])
         with mock_aws():
             expected = conversation()
     with mock_aws():
@@ -157,3 +184,21 @@ def test_a_transaction_copies_only_the_items_it_names(speeded_up: None, monkeypa
         assert {copied.range_key.value for copied in copies} == {"001"}
         item = client.get_item(TableName=TABLE, Key=key("001"))["Item"]
         assert item["n"] == {"N": "1"}  # and that one is put back
+
+
+def test_an_expression_is_parsed_once_however_often_it_is_written(speeded_up: None,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    tokenized: list[str] = []
+    tokenize = ExpressionTokenizer.make_list
+    monkeypatch.setattr(ExpressionTokenizer, "make_list", lambda text: tokenized.append(text) or tokenize(text))
+    expression = "SET #s = :s, claimed_at = :at REMOVE avail_env"
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        Dynamo(TABLE, "us-east-1", client).create_table()
+        for number in range(5):
+            client.update_item(TableName=TABLE, Key=key("a"), UpdateExpression=expression,
+                               ExpressionAttributeNames={"#s": "state"},
+                               ExpressionAttributeValues={":s": {"S": f"s{number}"}, ":at": {"N": str(number)}})
+        item = client.get_item(TableName=TABLE, Key=key("a"))["Item"]
+    assert tokenized.count(expression) == 1  # moto alone: twice a call, 10 in all
+    assert (item["state"], item["claimed_at"]) == ({"S": "s4"}, {"N": "4"})
