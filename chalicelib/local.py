@@ -191,6 +191,20 @@ def subscribe_to_servers(services: Services) -> None:
         spawner.subscribe(services.servers.take_event)
 
 
+def scheduled(services: Services) -> Callable[[], Any]:
+    """What the schedule runs on AWS (the pools' tick), and what DynamoDB does there by itself: deleting
+    expired items (local_database.Sweeper; neither moto nor DynamoDB Local does)."""
+    from chalicelib.local_database import Sweeper
+
+    sweep = Sweeper(services.store.dynamo)
+
+    def tick() -> None:
+        services.pools.tick()
+        sweep()
+
+    return tick
+
+
 def ensure_table(services: Services) -> None:
     """Local mode only (the Lambda role may not create tables): the table, if its DynamoDB lacks it."""
     services.store.dynamo.create_table(if_missing=True)
@@ -259,7 +273,7 @@ def run(host: str, port: int, stop: threading.Event) -> None:
                 proxy.start()
             except (OSError, RuntimeError) as error:
                 raise CannotStart(f"binderless local mode could not start its proxy: {error}") from None
-        ticker = Ticker(services.pools.tick, services.settings.local_tick)
+        ticker = Ticker(scheduled(services), services.settings.local_tick)
         ticker.start()
         cleanup.callback(ticker.stop)
         print(banner(f"http://{host}:{port}", services.settings, database), flush=True)

@@ -1,8 +1,14 @@
-"""Four costs of moto's DynamoDB, taken away for local mode's embedded server.
+"""Five costs of moto's DynamoDB, taken away for local mode's embedded server.
 
-moto is written to check programs against, not to serve them. One of its habits makes local mode
+moto is written to check programs against, not to serve them. Two of its habits make local mode
 slower the longer it runs (its TTL never deletes, so stopped servers and counters pile up), three
 more make every call dearer than it need be:
+
+- **Every Query and Scan sorts the whole table** by its keys (``Table.all_items``), comparing
+  DynamoType against DynamoType, each comparison converting both values again: a claim's Query of
+  the ``available`` index took 34 ms at 1,000 items and 102 ms at 3,000, against 3 ms at 10 (a slow
+  day). ``sort_items_by_key_values`` sorts by the keys' values, converted once an item: the same
+  order (a key attribute has one type, so comparing values is comparing DynamoTypes).
 
 - **Every TransactWriteItems deep-copies the whole table** first, to roll back if a condition fails:
   227 ms a transaction at 1,000 items, against 8 ms at 20 (this machine). ``journal_transactions``
@@ -68,12 +74,13 @@ def install() -> None:
                              copy=vars(dynamodb_models)["copy"], execute_result=DynamoResult.execute_result,
                              traverse=ActionCountValidator.traverse, make=vars(UpdateExpressionParser)["make"],
                              validators_deepcopy=vars(validators)["deepcopy"],
-                             depth_first=DepthFirstTraverser.traverse)
+                             depth_first=DepthFirstTraverser.traverse, all_items=Table.all_items)
             journal_transactions()
             count_clauses_once()
             plain_json_results()
             reuse_parsed_expressions()
             walk_trees_once_per_kind()
+            sort_items_by_key_values()
 
 
 def journal_transactions() -> None:
@@ -241,3 +248,22 @@ def _traverse(self: Any, root: Any) -> Any:
 _UNKNOWN = object()
 _IS_NODE: dict[type, bool] = {}
 _HANDLED_AS: dict[tuple[type, type], Any] = {}  # (traverser class, node class) -> its processor's key, or None
+
+
+def sort_items_by_key_values() -> None:
+    Table.all_items = _all_items  # type: ignore[method-assign]
+
+
+def _all_items(self: Table) -> list[Item]:
+    """``Table.all_items``: every item, in the order of its keys."""
+    if self.range_key_attr:
+        items = [item for partition in self.items.values() for item in partition.values()]
+    else:
+        items = list(self.items.values())  # type: ignore[arg-type]  # (moto's own annotation is off)
+    return sorted(items, key=_key_values)
+
+
+def _key_values(item: Item) -> Any:
+    if item.range_key:
+        return item.hash_key.cast_value, item.range_key.cast_value
+    return item.hash_key.cast_value

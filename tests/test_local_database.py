@@ -12,8 +12,10 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from moto import mock_aws
 
-from chalicelib.local_database import ONE_AT_A_TIME, AtomicMotoServer, InProcess
+from chalicelib.local_database import ONE_AT_A_TIME, AtomicMotoServer, InProcess, Sweeper, sweep_expired
+from chalicelib.store.dynamo import Dynamo
 from tests.load import free_port
 
 CREDENTIALS = {"region_name": "us-east-1", "aws_access_key_id": "local", "aws_secret_access_key": "local"}
@@ -122,3 +124,58 @@ def test_concurrent_claims_from_both_ways_hand_the_server_to_one(endpoint: str) 
     assert len(won) == 1
     item = clients[1].get_item(TableName=TABLE, Key={"pk": {"S": "server-1"}}, ConsistentRead=True)["Item"]
     assert item["owner"] == {"S": f"claimer-{won[0]}"}
+
+
+# --- TTL: what DynamoDB deletes by itself, and moto and DynamoDB Local do not -----------------------
+
+def ttl_table() -> Any:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    Dynamo(TABLE, "us-east-1", client).create_table()
+    for name, expires in (("gone", 99), ("gone-too", 100), ("later", 101), ("forever", None)):
+        item = {"pk": {"S": f"SERVER#{name}"}, "sk": {"S": "SERVER#x"}, "state": {"S": "stopped"}}
+        client.put_item(TableName=TABLE, Item=item | ({"expires_at": {"N": str(expires)}} if expires else {}))
+    return client
+
+
+def names(client: Any) -> set[str]:
+    return {item["pk"]["S"].split("#")[1] for item in client.scan(TableName=TABLE)["Items"]}
+
+
+def test_expired_items_are_deleted_and_no_other() -> None:
+    with mock_aws():
+        client = ttl_table()
+        dynamo = Dynamo(TABLE, "us-east-1", client)
+        assert sweep_expired(dynamo, now=101) == 2
+        assert names(client) == {"later", "forever"}
+        assert sweep_expired(dynamo, now=101) == 0
+
+
+def test_an_item_whose_expiry_moved_on_since_the_scan_is_kept() -> None:
+    with mock_aws():
+        client = ttl_table()
+        dynamo = Dynamo(TABLE, "us-east-1", client)
+        moved: list[str] = []
+
+        def extend_first(params: dict[str, Any], **_: Any) -> None:
+            if not moved:  # somebody writes the item between the sweep's scan and its delete
+                moved.append(params["Key"]["pk"]["S"])
+                client.update_item(TableName=TABLE, Key=params["Key"], UpdateExpression="SET expires_at = :later",
+                                   ExpressionAttributeValues={":later": {"N": "500"}})
+
+        client.meta.events.register("provide-client-params.dynamodb.DeleteItem", extend_first)
+        assert sweep_expired(dynamo, now=101) == 1
+        assert names(client) == {"later", "forever", moved[0].split("#")[1]}
+
+
+def test_the_sweeper_sweeps_once_a_minute_whatever_the_tick() -> None:
+    with mock_aws():
+        client = ttl_table()
+        now = [100.5]
+        sweeper = Sweeper(Dynamo(TABLE, "us-east-1", client), every=60, clock=lambda: now[0])
+        assert sweeper() == 1  # "gone" (99 < 100)
+        client.put_item(TableName=TABLE, Item={"pk": {"S": "SERVER#soon"}, "sk": {"S": "SERVER#x"},
+                                               "expires_at": {"N": "120"}})
+        now[0] = 130.0
+        assert sweeper() == 0 and "soon" in names(client)  # 30 s after the last sweep: not yet
+        now[0] = 161.0
+        assert sweeper() == 3 and names(client) == {"forever"}

@@ -13,6 +13,7 @@ from moto import mock_aws
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.models.table import Table
 from moto.dynamodb.parsing import validators
 from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser  # type: ignore[attr-defined]
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
@@ -65,6 +66,7 @@ def conversation() -> list[Any]:
     scan = lambda: client.scan(TableName=TABLE)  # noqa: E731
     calls: list[Callable[[], Any]] = [
         lambda: client.put_item(TableName=TABLE, Item=FULL),
+        lambda: client.put_item(TableName=TABLE, Item=key("first", pk="POOL#env")),  # scans: partitions in order
         lambda: client.put_item(TableName=TABLE, Item={**key("c"), "avail_env": {"S": "env"},
                                                        "created_at": {"N": "11"}}),
         lambda: client.get_item(TableName=TABLE, Key=key("a")),
@@ -145,6 +147,7 @@ def speeded_up() -> Iterator[None]:
         UpdateExpressionParser.make = originals["make"]
         vars(validators)["deepcopy"] = originals["validators_deepcopy"]
         DepthFirstTraverser.traverse = originals["depth_first"]  # type: ignore[method-assign]
+        Table.all_items = originals["all_items"]  # type: ignore[method-assign]
         originals.clear()
 
 
@@ -154,7 +157,8 @@ def test_every_answer_is_the_one_moto_gives(speeded_up: None, monkeypatch: pytes
                                    (DynamoResult, "execute_result", "execute_result"),
                                    (ActionCountValidator, "traverse", "traverse"),
                                    (UpdateExpressionParser, "make", "make"),
-                                   (DepthFirstTraverser, "traverse", "depth_first")):
+                                   (DepthFirstTraverser, "traverse", "depth_first"),
+                                   (Table, "all_items", "all_items")):
             as_it_was.setattr(where, name, local_moto.ORIGINALS[saved])
         as_it_was.setitem(vars(dynamodb_models), "copy", local_moto.ORIGINALS["copy"])
         as_it_was.setitem(vars(validators), "deepcopy", local_moto.ORIGINALS["validators_deepcopy"])
@@ -163,9 +167,10 @@ def test_every_answer_is_the_one_moto_gives(speeded_up: None, monkeypatch: pytes
     with mock_aws():
         answers = conversation()
     assert answers == expected
-    before, after_failures = answers[8], answers[10]
-    assert after_failures == before and answers[12] == before  # failed transactions wrote nothing
-    assert answers[9]["error"]["Code"] == answers[11]["error"]["Code"] == "TransactionCanceledException"
+    before, after_failures = answers[9], answers[11]
+    assert after_failures == before and answers[13] == before  # failed transactions wrote nothing
+    assert answers[10]["error"]["Code"] == answers[12]["error"]["Code"] == "TransactionCanceledException"
+    assert [item["pk"]["S"] for item in before["Items"]][:2] == ["POOL#env", "SERVER#env"]
 
 
 def test_a_transaction_copies_only_the_items_it_names(speeded_up: None, monkeypatch: pytest.MonkeyPatch) -> None:
