@@ -196,7 +196,7 @@ def scheduled(services: Services) -> Callable[[], Any]:
     expired items (local_database.Sweeper; neither moto nor DynamoDB Local does)."""
     from chalicelib.local_database import Sweeper
 
-    sweep = Sweeper(services.store.dynamo)
+    sweep = Sweeper(services.store)
 
     def tick() -> None:
         services.pools.tick()

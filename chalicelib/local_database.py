@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from moto.server import ThreadedMotoServer
 
 if TYPE_CHECKING:
+    from chalicelib.store import Store
     from chalicelib.store.dynamo import Dynamo
 
 log = logging.getLogger(__name__)
@@ -126,10 +127,10 @@ def sweep_expired(dynamo: Dynamo, now: int) -> int:
 
 
 class Sweeper:
-    """``sweep_expired`` at most once every ``every`` seconds, from the scheduled tick."""
+    """``sweep_expired`` on the store's table at most once every ``every`` seconds, from the scheduled tick."""
 
-    def __init__(self, dynamo: Dynamo, every: float = SWEEP_EVERY, clock: Callable[[], float] = time.time) -> None:
-        self.dynamo, self.every, self.clock = dynamo, every, clock
+    def __init__(self, store: Store, every: float = SWEEP_EVERY, clock: Callable[[], float] = time.time) -> None:
+        self.dynamo, self.every, self.clock = store.dynamo, every, clock
         self._last = float("-inf")
 
     def __call__(self) -> int:

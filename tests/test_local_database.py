@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from chalicelib.local_database import ONE_AT_A_TIME, AtomicMotoServer, InProcess, Sweeper, sweep_expired
+from chalicelib.store import Store
 from chalicelib.store.dynamo import Dynamo
 from tests.load import free_port
 
@@ -171,7 +172,7 @@ def test_the_sweeper_sweeps_once_a_minute_whatever_the_tick() -> None:
     with mock_aws():
         client = ttl_table()
         now = [100.5]
-        sweeper = Sweeper(Dynamo(TABLE, "us-east-1", client), every=60, clock=lambda: now[0])
+        sweeper = Sweeper(Store(TABLE, "us-east-1", client), every=60, clock=lambda: now[0])
         assert sweeper() == 1  # "gone" (99 < 100)
         client.put_item(TableName=TABLE, Item={"pk": {"S": "SERVER#soon"}, "sk": {"S": "SERVER#x"},
                                                "expires_at": {"N": "120"}})
