@@ -131,16 +131,18 @@ def test_an_existing_dynamodb_endpoint_is_used_and_its_table_created_once(tmp_pa
     try:
         dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
                                 aws_access_key_id="x", aws_secret_access_key="x")
+        before = set(dynamodb.list_tables()["TableNames"])  # moto's backends are the process's
+        table = f"local-e2e-{uuid.uuid4().hex[:8]}"
         for run in ("first", "second"):  # the second run finds the table there already
             # No BINDERLESS_ADMIN_TOKEN: local mode makes one up and prints it.
-            with local_mode(tmp_path / run, "", AWS_ENDPOINT_URL=endpoint) as local:
+            with local_mode(tmp_path / run, "", AWS_ENDPOINT_URL=endpoint, BINDERLESS_TABLE_NAME=table) as local:
                 assert f"{endpoint} (AWS_ENDPOINT_URL)" in local.output()
                 assert local.api("GET", "/pools").status == 401
                 printed = re.search(r"admin token +(\S+)", local.output())
                 assert printed and len(printed[1]) >= 32
                 local.token = printed[1]
                 assert local.api("GET", "/pools").body == {}
-            assert dynamodb.list_tables()["TableNames"] == ["binderless"]
+            assert set(dynamodb.list_tables()["TableNames"]) - before == {table}
     finally:
         # moto's backends are per process, shared by every moto server and mock in it: leave no table behind
         # for a later test of this worker (tests/test_load.py would find "binderless" there already).
