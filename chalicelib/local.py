@@ -69,6 +69,9 @@ class Ticker(threading.Thread):
         self._stopped = threading.Event()
 
     def run(self) -> None:
+        from chalicelib.local_database import BACKGROUND
+
+        BACKGROUND.active = True  # its database calls let API requests go first (local_database.py)
         while not self._stopped.wait(self.interval):
             try:
                 self.tick()

@@ -17,6 +17,12 @@ Two ways in, one lock:
 Serving moto from a child process of its own was tried and measured: no faster (0.48 and 0.69 s
 for a burst of 10, against 0.37 and 0.41 s in this process).
 
+Requests come first. On AWS the schedule runs in a Lambda of its own; here the tick shares the
+process, and each of its calls (about 10 ms) would make a claim arriving meanwhile wait: the bench's
+pool-hit outliers came in clusters where a tick ran. So a background thread's call (``BACKGROUND``:
+the tick's) waits until no API request is being served (``FOREGROUND``), for at most ``YIELD_AT_MOST``
+seconds, so that a steady stream of requests delays the tick but never stops it.
+
 Neither moto nor DynamoDB Local deletes items whose TTL attribute has passed, as DynamoDB does (within
 a few days of expiry); ``Sweeper`` does, once a minute, so the table stays the size of its live items.
 """
@@ -26,7 +32,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable
 
 from moto.server import ThreadedMotoServer
@@ -40,6 +47,36 @@ TTL_ATTRIBUTE = "expires_at"  # the table's TimeToLiveSpecification (infra/, Dyn
 SWEEP_EVERY = 60.0  # seconds between sweeps
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 ONE_AT_A_TIME = threading.Lock()  # every request to the embedded database, from whichever way in
+YIELD_AT_MOST = 0.5  # seconds a background call waits for the API to be idle
+
+
+class Foreground:
+    """How many API requests are being served; a background thread can wait for there to be none."""
+
+    def __init__(self) -> None:
+        self._serving = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        with self._changed:
+            self._serving += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._serving -= 1
+                if not self._serving:
+                    self._changed.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once no request is being served; False if ``timeout`` seconds passed first."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._serving, timeout)
+
+
+FOREGROUND = Foreground()  # the local HTTP server's requests (local_http.py), streams excepted
+BACKGROUND = threading.local()  # ``.active`` on a thread whose calls yield to requests (local.Ticker)
 
 
 def one_at_a_time(app: WsgiApp, lock: threading.Lock = ONE_AT_A_TIME) -> WsgiApp:
@@ -69,9 +106,11 @@ class InProcess:
     """A botocore ``before-send`` handler: a DynamoDB request for ``endpoint`` is answered by moto
     here, under the same lock as the HTTP server's; any other request goes on its way (None)."""
 
-    def __init__(self, endpoint: str, lock: threading.Lock = ONE_AT_A_TIME) -> None:
+    def __init__(self, endpoint: str, lock: threading.Lock = ONE_AT_A_TIME, foreground: Foreground = FOREGROUND,
+                 yield_at_most: float = YIELD_AT_MOST) -> None:
         self.endpoint = endpoint.rstrip("/") + "/"
         self.lock = lock
+        self.foreground, self.yield_at_most = foreground, yield_at_most
 
     def __call__(self, request: Any, **_: Any) -> Any:
         if not (request.url + "/").startswith(self.endpoint):
@@ -83,6 +122,8 @@ class InProcess:
         from werkzeug.exceptions import HTTPException
 
         normalized = normalize_request(request)
+        if getattr(BACKGROUND, "active", False):
+            self.foreground.wait_idle(self.yield_at_most)
         with self.lock:
             try:
                 status, headers, body = DynamoHandler.dispatch(normalized, normalized.raw_url, normalized.headers)

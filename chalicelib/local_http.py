@@ -18,6 +18,7 @@ from chalice.local import ChaliceRequestHandler, LocalGatewayException, Threaded
 
 from chalicelib import event_stream, gone_page, launch_page
 from chalicelib.errors import BinderError, NotFound, to_response
+from chalicelib.local_database import FOREGROUND
 from chalicelib.routes.middleware import origin_policy
 
 NO_ROUTE = NotFound("No such path in this API; GET /openapi.json lists them.")
@@ -73,11 +74,12 @@ class LocalRequestHandler(ChaliceRequestHandler):
                 self._stream_launch(*build, lowered, policy.response_headers(lowered.get("origin")))
                 return
             local = launch or gone
-            if local:
-                response = self.local_gateway.handle_request(method=self.command, path=local, headers=headers,
-                                                             body=body)
-            else:
-                response = self._route(headers, body)
+            with FOREGROUND.serving():  # the tick's database calls wait for it (local_database.py)
+                if local:
+                    response = self.local_gateway.handle_request(method=self.command, path=local, headers=headers,
+                                                                 body=body)
+                else:
+                    response = self._route(headers, body)
         except BinderError as error:
             self._send_error(error)
             return

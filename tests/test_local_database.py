@@ -4,6 +4,7 @@ processes through its HTTP server, and both ways take the same one-request-at-a-
 from __future__ import annotations
 
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,15 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from chalicelib.local_database import ONE_AT_A_TIME, AtomicMotoServer, InProcess, Sweeper, sweep_expired
+from chalicelib.local_database import (
+    BACKGROUND,
+    ONE_AT_A_TIME,
+    AtomicMotoServer,
+    Foreground,
+    InProcess,
+    Sweeper,
+    sweep_expired,
+)
 from chalicelib.store import Store
 from chalicelib.store.dynamo import Dynamo
 from tests.load import free_port
@@ -180,3 +189,62 @@ def test_the_sweeper_sweeps_once_a_minute_whatever_the_tick() -> None:
         assert sweeper() == 0 and "soon" in names(client)  # 30 s after the last sweep: not yet
         now[0] = 161.0
         assert sweeper() == 3 and names(client) == {"forever"}
+
+
+# --- requests first: the tick's calls wait while the API serves somebody ----------------------------
+
+def gated_client(endpoint: str, foreground: Foreground, yield_at_most: float) -> Any:
+    client = boto3.session.Session().client("dynamodb", endpoint_url=endpoint, **CREDENTIALS)
+    client.meta.events.register_first("before-send.dynamodb", InProcess(endpoint, foreground=foreground,
+                                                                        yield_at_most=yield_at_most))
+    return client
+
+
+def call_in_thread(client: Any, background: bool) -> threading.Event:
+    done = threading.Event()
+
+    def call() -> None:
+        BACKGROUND.active = background
+        client.list_tables()
+        done.set()
+
+    threading.Thread(target=call, daemon=True).start()
+    return done
+
+
+def test_a_background_call_waits_for_the_request_being_served(endpoint: str) -> None:
+    foreground = Foreground()
+    client = gated_client(endpoint, foreground, yield_at_most=30)
+    with foreground.serving():  # a claim is being served
+        tick = call_in_thread(client, background=True)
+        request = call_in_thread(client, background=False)
+        assert request.wait(10)  # another request's calls never wait
+        assert not tick.wait(0.5)  # the tick's does
+    assert tick.wait(10)  # and goes the moment the request is answered
+
+
+def test_a_background_call_waits_no_longer_than_its_bound(endpoint: str) -> None:
+    foreground = Foreground()
+    client = gated_client(endpoint, foreground, yield_at_most=0.2)
+    with foreground.serving():  # requests that never stop coming
+        assert call_in_thread(client, background=True).wait(10)  # a late tick, never a stopped one
+
+
+def test_the_schedule_runs_in_the_background() -> None:
+    from chalicelib.local import Ticker
+
+    seen: list[bool] = []
+    ticker = Ticker(lambda: seen.append(getattr(BACKGROUND, "active", False)), interval=0.01)
+    ticker.start()
+    try:
+        assert wait_until(lambda: seen)
+    finally:
+        ticker.stop()
+    assert seen[0] is True and getattr(BACKGROUND, "active", False) is False  # that thread's, not this one's
+
+
+def wait_until(check: Any, timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return check()
