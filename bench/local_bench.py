@@ -244,7 +244,7 @@ def measure(local: LocalMode, env: str, colds: int, hits: int, pool_size: int, t
             "warm_burst": summary(bursts), "pool_hit_post": summary(posts), "pool_hit_post_to_200": summary(ready),
             **{f"stream_{case}": summary(samples) for case, samples in streams.items()},
             **{f"status_{name}": summary(samples) for name, samples in proxied.items()},
-            "raw": {"cold": cold, "jupyter_alone": alone, "pool_hit_post": posts}}
+            "raw": {"cold": cold, "jupyter_alone": alone, "pool_hit_post": posts, "pool_hit_post_to_200": ready}}
 
 
 def table(results: dict[str, Any]) -> str:
