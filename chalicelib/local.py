@@ -160,9 +160,7 @@ def plan_proxy(host: str, port: int, cleanup: ExitStack) -> LocalProxy | None:
         return None
     from chalicelib.backends.local_servers import free_port
 
-    api_port = free_port()
-    while api_port == port:  # free until the proxy binds it: the kernel may offer PORT again (seen in CI)
-        api_port = free_port()
+    api_port = free_port(avoid={port})  # free until the proxy binds PORT: it may be offered again (seen in CI)
     proxy = LocalProxy(host, port, f"http://127.0.0.1:{api_port}", work_dir(get_settings()) / "proxy.log")
     cleanup.callback(proxy.stop)  # unwound last: the API and the servers go first
     os.environ.update({"BINDERLESS_ROUTER": "chp", "BINDERLESS_PROXY_API_URL": proxy.api_url,

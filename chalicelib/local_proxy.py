@@ -62,10 +62,7 @@ class LocalProxy:
     def __init__(self, host: str, port: int, default_target: str, log_path: Path) -> None:
         self.host, self.port, self.default_target, self.log_path = host, port, default_target, log_path
         # Not HOST:PORT, nor the API's port: a free port is free until bound, so the kernel may offer it twice.
-        taken = {port, int(default_target.rsplit(":", 1)[1])}
-        self.api_port = free_port()
-        while self.api_port in taken:
-            self.api_port = free_port()
+        self.api_port = free_port(avoid={port, int(default_target.rsplit(":", 1)[1])})
         self.token = secrets.token_hex(32)  # in its environment and our memory only
         self.restarts = 0
         self._process: subprocess.Popen[bytes] | None = None

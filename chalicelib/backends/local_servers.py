@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -109,13 +109,16 @@ def host_jupyter_paths(python: str) -> dict[str, str]:
             "JUPYTER_PATH": os.path.join(sys.prefix, "share", "jupyter")}
 
 
-def free_port() -> int:
-    """A port nobody listens on now. jupyter gets ``port_retries=0``, so a lost race fails loudly
-    (the server stops and is reported) instead of serving on a port nobody knows."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
+def free_port(avoid: Collection[int] = ()) -> int:
+    """A port nobody listens on now, and none of ``avoid``: ports handed out but not bound yet, which
+    the kernel may offer again until they are. jupyter gets ``port_retries=0``, so a lost race fails
+    loudly (the server stops and is reported) instead of serving on a port nobody knows."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind((HOST, 0))
+            port: int = probe.getsockname()[1]
+        if port not in avoid:
+            return port
 
 
 def _parent_death_signal() -> Callable[[], None] | None:
@@ -218,10 +221,7 @@ class LocalSpawner:
         it starts, and until then the kernel may offer the same free port again."""
         with self._lock:
             ours = {process.port for process in self._processes.values() if not process.exited.is_set()}
-        port = free_port()
-        while port in ours:
-            port = free_port()
-        return port
+        return free_port(avoid=ours)
 
     def _popen(self, command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
         with open(log_path, "ab") as log:
