@@ -4,7 +4,6 @@ processes through its HTTP server, and both ways take the same one-request-at-a-
 from __future__ import annotations
 
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ from chalicelib.local_database import (
 from chalicelib.store import Store
 from chalicelib.store.dynamo import Dynamo
 from tests.load import free_port
+from tests.local_mode import wait_for
 
 CREDENTIALS = {"region_name": "us-east-1", "aws_access_key_id": "local", "aws_secret_access_key": "local"}
 TABLE = "embedded"
@@ -237,14 +237,7 @@ def test_the_schedule_runs_in_the_background() -> None:
     ticker = Ticker(lambda: seen.append(getattr(BACKGROUND, "active", False)), interval=0.01)
     ticker.start()
     try:
-        assert wait_until(lambda: seen)
+        wait_for(lambda: seen, 10, "the first tick")
     finally:
         ticker.stop()
     assert seen[0] is True and getattr(BACKGROUND, "active", False) is False  # that thread's, not this one's
-
-
-def wait_until(check: Any, timeout: float = 10) -> Any:
-    deadline = time.monotonic() + timeout
-    while not check() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return check()
