@@ -12,10 +12,11 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
+import psutil
 import pytest
 
 from chalicelib import errors
-from chalicelib.backends import adapters_for
+from chalicelib.backends import adapters_for, local_servers
 from chalicelib.backends.base import BuildRequest, BuildState, EnvironmentSpec, Sidecar, TaskState
 from chalicelib.backends.local import LocalBuilder, LocalResolver, LocalSpawner, LocalStager
 from chalicelib.backends.local_common import work_dir
@@ -255,10 +256,16 @@ def test_stop_all_ends_every_server_and_refuses_new_ones(tmp_path: Path, spawner
     assert late.failure == "local mode is shutting down"
 
 
-def test_servers_die_with_the_process_that_started_them(tmp_path: Path) -> None:
-    """If local mode is killed outright (no cleanup), Linux still ends its servers."""
+@pytest.mark.parametrize("asked_by", ["setpriv", "preexec_fn"])
+def test_servers_die_with_the_process_that_started_them(tmp_path: Path, asked_by: str) -> None:
+    """If local mode is killed outright (no cleanup), Linux still ends its servers: asked for through
+    util-linux's setpriv where it has --pdeathsig, else by Python in the forked child."""
+    if asked_by == "setpriv" and not local_servers.parent_death_command():
+        pytest.skip("this machine's setpriv has no --pdeathsig")
+    without_setpriv = "local_servers.parent_death_command = lambda: (); " if asked_by == "preexec_fn" else ""
     code = ("import sys, time; from chalicelib.config import Settings; "
-            "from chalicelib.backends.local import LocalSpawner; "
+            "from chalicelib.backends import local_servers; "
+            "from chalicelib.backends.local import LocalSpawner; " + without_setpriv +
             f"s = LocalSpawner(Settings(backend='local', local_dir={str(tmp_path)!r})); "
             f"environment = {{'path': {str(tmp_path)!r}, 'python': {fake_python(tmp_path, 'sleep 300')!r}}}; "
             "h, = s.start(environment, ['x'], 'l', 'k'); "
@@ -270,6 +277,17 @@ def test_servers_die_with_the_process_that_started_them(tmp_path: Path) -> None:
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     wait_for(lambda: not alive(server), timeout=10)
+
+
+def test_a_server_is_its_own_process_below_the_api_in_priority(tmp_path: Path, spawner: LocalSpawner) -> None:
+    """The handle's pid is the server itself (setpriv execs it), and it runs at SERVER_NICENESS: a pool's
+    start-ups (a second of CPU each) wait for the API's requests, not the other way round."""
+    python = fake_python(tmp_path, "exec sleep 300")
+    launched, = spawner.start({"path": str(tmp_path), "python": python}, ["a"], "l", "k" * 48)
+    server = psutil.Process(int(launched.handle["id"]))
+    wait_for(lambda: server.name() == "sleep", timeout=10)  # setpriv, then the script, exec'd in its place
+    assert server.nice() == local_servers.SERVER_NICENESS == os.getpriority(os.PRIO_PROCESS, 0) + 10
+    assert server.pid == os.getpgid(server.pid)  # still the leader of its own group: stop signals the group
 
 
 def test_tasks_of_a_launch_are_what_one_start_call_started_and_still_runs(tmp_path: Path,
