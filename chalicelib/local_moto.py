@@ -1,4 +1,4 @@
-"""Five costs of moto's DynamoDB, taken away for local mode's embedded server.
+"""Seven costs of moto's DynamoDB, taken away for local mode's embedded server.
 
 moto is written to check programs against, not to serve them. Two of its habits make local mode
 slower the longer it runs (its TTL never deletes, so stopped servers and counters pile up), three
@@ -27,6 +27,11 @@ more make every call dearer than it need be:
   each expression string once (a parsed tree is only read; the validator works on its own copy)
   and copies trees node by node; ``walk_trees_once_per_kind`` asks which processor a node's class
   gets once per class and traverser, not once per node. A claim's transaction: 12.1 -> 7.7 ms.
+- **A Query reads the whole table in key order**, then sorts what it keeps by every key again (an
+  index's, then the table's: a total order), so the first sort never shows: ``queries_leave_the_table_unsorted``
+  skips it (a Scan still sorts). **Every request lists its handler's methods** with ``inspect.getmembers``
+  to find the action's: ``list_each_handlers_methods_once`` lists them once per class. A claim beside
+  1,000 stopped servers: 18.7 -> 13.7 ms; on an empty table 13.3 -> 12.7 ms (a slow day).
 
 All are checked against moto's own behaviour in tests/test_local_moto.py. Installed once, by local
 mode before it starts its embedded server (``local.start_database``); they change nothing a client
@@ -42,6 +47,7 @@ import threading
 from types import SimpleNamespace
 from typing import Any, Callable
 
+from moto.core import responses as moto_responses
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
@@ -60,6 +66,7 @@ CONTENT_TYPE = "application/x-amz-json-1.0"  # DynamoDB's JSON protocol version
 
 _installed = threading.Lock()
 _in_transaction = threading.local()
+_in_query = threading.local()
 # What install() replaced, by name: the tests put them back to compare with moto's own answers.
 ORIGINALS: dict[str, Any] = {}
 Snapshot = list[tuple[Table, DynamoType, DynamoType | None, Item | None]]
@@ -73,13 +80,16 @@ def install() -> None:
                              copy=vars(dynamodb_models)["copy"], execute_result=DynamoResult.execute_result,
                              traverse=ActionCountValidator.traverse, make=vars(UpdateExpressionParser)["make"],
                              validators_deepcopy=vars(validators)["deepcopy"],
-                             depth_first=DepthFirstTraverser.traverse, all_items=Table.all_items)
+                             depth_first=DepthFirstTraverser.traverse, all_items=Table.all_items,
+                             query=Table.query, method_names=vars(moto_responses)["method_names_from_class"])
             journal_transactions()
             count_clauses_once()
             plain_json_results()
             reuse_parsed_expressions()
             walk_trees_once_per_kind()
             sort_items_by_key_values()
+            queries_leave_the_table_unsorted()
+            list_each_handlers_methods_once()
 
 
 def journal_transactions() -> None:
@@ -254,12 +264,37 @@ def sort_items_by_key_values() -> None:
 
 
 def _all_items(self: Table) -> list[Item]:
-    """``Table.all_items``: every item, in the order of its keys."""
+    """``Table.all_items``: every item, in the order of its keys (any order in a Query: it sorts what it keeps)."""
     if self.range_key_attr:
         items = [item for partition in self.items.values() for item in partition.values()]
     else:
         items = list(self.items.values())  # type: ignore[arg-type]  # (moto's own annotation is off)
+    if getattr(_in_query, "active", False):
+        return items
     return sorted(items, key=_key_values)
+
+
+def queries_leave_the_table_unsorted() -> None:
+    """A Query sorts the items it keeps by every key (an index's, then the table's: a total order), so the
+    order it reads the table in never shows; only Scan's does."""
+    query = Table.query
+
+    def unsorted_query(self: Table, *args: Any, **kwargs: Any) -> Any:
+        _in_query.active = True
+        try:
+            return query(self, *args, **kwargs)
+        finally:
+            _in_query.active = False
+
+    Table.query = unsorted_query  # type: ignore[method-assign]
+
+
+def list_each_handlers_methods_once() -> None:
+    """moto lists its response handler's methods with ``inspect.getmembers`` on every request, to find the
+    action's: a class's methods do not change, so the list is made once per class (as a set)."""
+    names = vars(moto_responses)["method_names_from_class"]
+    vars(moto_responses)["method_names_from_class"] = functools.lru_cache(maxsize=None)(
+        lambda cls: frozenset(names(cls)))
 
 
 def _key_values(item: Item) -> Any:

@@ -3,6 +3,7 @@ against moto with them, get the same answers (errors and rolled-back transaction
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -10,6 +11,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.core import responses as moto_responses
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import Item
@@ -127,6 +129,21 @@ def conversation() -> list[Any]:
             TableName=TABLE, Key=key("a"), UpdateExpression="SET #s = :s, t = if_not_exists(t, :s) ADD hits :one",
             ExpressionAttributeNames={"#s": "state"}, ReturnValues="ALL_NEW",
             ExpressionAttributeValues={":s": {"S": value}, ":one": {"N": "1"}}) for value in ("x", "y", "z")),
+        # Queries over items written out of key order, in three partitions: forwards, backwards, page by page.
+        *(lambda sk=sk, pk=pk, at=at: client.put_item(  # type: ignore[misc]
+            TableName=TABLE, Item={**key(sk, pk=pk), "avail_env": {"S": "env"}, "created_at": {"N": at}})
+          for sk, pk, at in (("q9", "SERVER#env", "5"), ("q1", "SERVER#other", "5"), ("q5", "SERVER#env", "1"),
+                             ("q3", "POOL#env", "5"), ("q0", "SERVER#env", "9"))),
+        *(lambda forward=forward: client.query(  # type: ignore[misc]
+            TableName=TABLE, IndexName="available", KeyConditionExpression="avail_env = :e",
+            ExpressionAttributeValues={":e": {"S": "env"}}, ScanIndexForward=forward) for forward in (True, False)),
+        lambda: client.query(TableName=TABLE, IndexName="available", KeyConditionExpression="avail_env = :e",
+                             ExpressionAttributeValues={":e": {"S": "env"}}, Limit=2,
+                             ExclusiveStartKey={**key("q1", pk="SERVER#other"), "avail_env": {"S": "env"},
+                                                "created_at": {"N": "5"}}),
+        lambda: client.query(TableName=TABLE, KeyConditionExpression="pk = :p AND begins_with(sk, :q)",
+                             ExpressionAttributeValues={":p": {"S": "SERVER#env"}, ":q": {"S": "q"}},
+                             ScanIndexForward=False, Limit=2),
         scan,
     ]
     return [answer(call) for call in calls]
@@ -148,6 +165,8 @@ def speeded_up() -> Iterator[None]:
         vars(validators)["deepcopy"] = originals["validators_deepcopy"]
         DepthFirstTraverser.traverse = originals["depth_first"]  # type: ignore[method-assign]
         Table.all_items = originals["all_items"]  # type: ignore[method-assign]
+        Table.query = originals["query"]  # type: ignore[method-assign]
+        vars(moto_responses)["method_names_from_class"] = originals["method_names"]
         originals.clear()
 
 
@@ -158,10 +177,12 @@ def test_every_answer_is_the_one_moto_gives(speeded_up: None, monkeypatch: pytes
                                    (ActionCountValidator, "traverse", "traverse"),
                                    (UpdateExpressionParser, "make", "make"),
                                    (DepthFirstTraverser, "traverse", "depth_first"),
-                                   (Table, "all_items", "all_items")):
+                                   (Table, "all_items", "all_items"),
+                                   (Table, "query", "query")):
             as_it_was.setattr(where, name, local_moto.ORIGINALS[saved])
         as_it_was.setitem(vars(dynamodb_models), "copy", local_moto.ORIGINALS["copy"])
         as_it_was.setitem(vars(validators), "deepcopy", local_moto.ORIGINALS["validators_deepcopy"])
+        as_it_was.setitem(vars(moto_responses), "method_names_from_class", local_moto.ORIGINALS["method_names"])
         with mock_aws():
             expected = conversation()
     with mock_aws():
@@ -207,3 +228,36 @@ def test_an_expression_is_parsed_once_however_often_it_is_written(speeded_up: No
         item = client.get_item(TableName=TABLE, Key=key("a"))["Item"]
     assert tokenized.count(expression) == 1  # moto alone: twice a call, 10 in all
     assert (item["state"], item["claimed_at"]) == ({"S": "s4"}, {"N": "4"})
+
+
+def test_a_query_reads_the_table_unsorted_and_a_scan_in_key_order(speeded_up: None,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A claim's Query grew with every stopped server in the table, each one's keys converted and compared
+    to sort what the Query sorts again anyway; a Scan's order shows, so it still sorts."""
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        Dynamo(TABLE, "us-east-1", client).create_table()
+        for number in range(50):
+            client.put_item(TableName=TABLE, Item={**key(f"{number:03}", pk=f"SERVER#{number % 7}"),
+                                                   "avail_env": {"S": "env"}, "created_at": {"N": "1"}})
+        sorted_keys: list[Item] = []
+        key_values = local_moto._key_values
+        monkeypatch.setattr(local_moto, "_key_values", lambda item: sorted_keys.append(item) or key_values(item))
+        found = client.query(TableName=TABLE, IndexName="available", KeyConditionExpression="avail_env = :e",
+                             ExpressionAttributeValues={":e": {"S": "env"}}, Limit=3)["Items"]
+        assert [item["sk"]["S"] for item in found] == ["000", "007", "014"]  # by created_at, then pk, then sk
+        assert sorted_keys == []
+        client.scan(TableName=TABLE, Limit=1)
+        assert len(sorted_keys) == 50
+
+
+def test_the_handlers_methods_are_listed_once(speeded_up: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    listed: list[object] = []
+    getmembers = inspect.getmembers
+    monkeypatch.setattr(inspect, "getmembers", lambda *args, **kwargs: listed.append(args[0]) or getmembers(
+        *args, **kwargs))
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        for _ in range(3):
+            client.list_tables()
+    assert len(listed) <= 1  # moto listed them on every request
