@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,35 +23,13 @@ from chalicelib.backends.base import EnvironmentSpec, Handle, Spawner, TaskState
 from chalicelib.backends.local import LocalSpawner
 from tests.conftest import World
 from tests.local_mode import wait_for
+from tests.tiny_jupyter import tiny_jupyter
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
 
 KEY = "k" * 48
 
-# Stands in for ``python -c SERVE ...`` (local_servers.py): answers ``<base_url>api/status`` with 200 for
-# the server's token and 403 otherwise, as jupyter does, and starts in milliseconds instead of a second.
-# It notes every path it is asked for in ``requests.log`` in its runtime directory.
-TINY_JUPYTER = '''\
-import http.server, os, sys
-options = dict(arg[2:].split("=", 1) for arg in sys.argv if arg.startswith("--") and "=" in arg)
-status, token = options["ServerApp.base_url"] + "api/status", os.environ["JUPYTER_TOKEN"]
-
-os.makedirs(os.environ["JUPYTER_RUNTIME_DIR"], exist_ok=True)
-seen = open(os.path.join(os.environ["JUPYTER_RUNTIME_DIR"], "requests.log"), "a", buffering=1)
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        seen.write(self.path + "\\n")
-        mine = self.path == status and self.headers.get("Authorization") == "token " + token
-        self.send_response(200 if mine else 403)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-http.server.HTTPServer((options["ip"], int(options["port"])), Handler).serve_forever()
-'''
 
 
 def state(spawner: Spawner, handle: Handle) -> TaskState:
@@ -189,10 +166,7 @@ class TestLocalSpawner(SpawnerContract):
 
     @pytest.fixture
     def environment(self, tmp_path: Path) -> Handle:
-        python = tmp_path / "tiny-jupyter"
-        python.write_text(f"#!{sys.executable}\n{TINY_JUPYTER}")
-        python.chmod(0o755)
-        return {"path": str(tmp_path), "python": str(python)}
+        return {"path": str(tmp_path), "python": tiny_jupyter(tmp_path)}
 
     @pytest.fixture
     def gone(self) -> Handle:

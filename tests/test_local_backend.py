@@ -24,6 +24,7 @@ from chalicelib.backends.local_servers import NO_PROXY
 from chalicelib.config import Settings
 from tests.local_mode import wait_for
 from tests.local_repo import commit, git, make_repository
+from tests.tiny_jupyter import tiny_jupyter
 
 
 def alive(pid: int) -> bool:
@@ -290,17 +291,6 @@ def test_a_server_is_its_own_process_below_the_api_in_priority(tmp_path: Path, s
     assert server.pid == os.getpgid(server.pid)  # still the leader of its own group: stop signals the group
 
 
-ANSWERS = """
-import http.server, sys
-port = int(next(arg for arg in sys.argv if arg.startswith("--port=")).split("=", 1)[1])
-class Answer(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.end_headers()
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer(("127.0.0.1", port), Answer).serve_forever()
-"""
 
 
 def test_a_server_gets_the_apis_priority_back_once_it_answers(tmp_path: Path, spawner: LocalSpawner) -> None:
@@ -308,8 +298,7 @@ def test_a_server_gets_the_apis_priority_back_once_it_answers(tmp_path: Path, sp
     may raise a priority (root here; an ordinary user keeps SERVER_NICENESS: the kernel refuses)."""
     if os.geteuid() != 0:
         pytest.skip("raising a priority takes root or CAP_SYS_NICE")
-    (tmp_path / "answers.py").write_text(ANSWERS)
-    python = fake_python(tmp_path, f'exec {sys.executable} {tmp_path / "answers.py"} "$@"')
+    python = tiny_jupyter(tmp_path)
     told: list[TaskState] = []
     spawner.subscribe(lambda task: told.append(task) or True)
     launched, = spawner.start({"path": str(tmp_path), "python": python}, ["a"], "l", "k" * 48)
