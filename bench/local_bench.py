@@ -11,7 +11,7 @@ repository, then measures:
 - burst: 10 concurrent launches on a warm pool of 10, each until its location answers (median of 3).
 - pool hit: POST /deployments/{env} while the (settled) pool has servers available (201, location at once);
   also POST -> the location answering 200. Claimed in rounds of ``--pool-size``, the pool refilled
-  and the claimed servers deleted between rounds.
+  and the claimed servers deleted between rounds, each round at a random point of the tick's cycle.
 - the proxy (``--router chp``, as `make run`): one server's ``api/status`` through it and straight to the
   server's own port, in turns (what the proxy adds to every request).
 - launch stream: BinderHub's GET /build/git/<repository>/HEAD, read as EventSource reads it, until
@@ -232,7 +232,11 @@ def measure(local: LocalMode, env: str, colds: int, hits: int, pool_size: int, t
     ready: list[float] = []
     while len(posts) < hits:
         wait_for(lambda: available(local, env) == pool_size, 120, f"the pool fills to {pool_size}")
-        time.sleep(SETTLE)  # warm, as for the burst: measured unsettled, the p95 swung from 34 to 62 ms
+        # Warm, as for the burst (measured unsettled, the p95 swung from 34 to 62 ms), and at any point of the
+        # tick's cycle, as a reader arrives: started a fixed SETTLE (= the tick) after the pool filled, a run's
+        # rounds all met the tick at about the same point of it, and its p95 depended on that point (traced, in
+        # the same hour: 34-35 ms in two runs where no round met a tick, 46 ms in one where one round did).
+        time.sleep(SETTLE + random.uniform(0, tick))  # noqa: S311 (not a secret)
         for posted, answered in pool_round(local, env, min(pool_size, hits - len(posts))):
             posts.append(posted)
             ready.append(answered)

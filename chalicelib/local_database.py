@@ -18,10 +18,13 @@ Serving moto from a child process of its own was tried and measured: no faster (
 for a burst of 10, against 0.37 and 0.41 s in this process).
 
 Requests come first. On AWS the schedule runs in a Lambda of its own; here the tick shares the
-process, and each of its calls (about 10 ms) would make a claim arriving meanwhile wait: the bench's
-pool-hit outliers came in clusters where a tick ran. So a background thread's call (``BACKGROUND``:
-the tick's) waits until no API request is being served (``FOREGROUND``), for at most ``YIELD_AT_MOST``
-seconds, so that a steady stream of requests delays the tick but never stops it.
+process and its interpreter lock, and a claim arriving while a tick runs waits for it: traced, every
+pool hit over 40 ms came while a tick ran (a claim's handler 28-41 ms against 15-19 ms, the same CPU).
+So the tick waits for the API to be quiet (``FOREGROUND``: no request being served, and none for
+``QUIET`` seconds: a reader's POST, then their GET of the location from jupyter, then the next reader's
+POST), and each of its calls (``BACKGROUND``: the tick's thread) waits for no request being served;
+each wait lasts at most ``YIELD_AT_MOST`` seconds, so that a steady stream of requests delays the tick
+but never stops it.
 
 Neither moto nor DynamoDB Local deletes items whose TTL attribute has passed, as DynamoDB does (within
 a few days of expiry); ``Sweeper`` does, once a minute, so the table stays the size of its live items.
@@ -47,15 +50,18 @@ TTL_ATTRIBUTE = "expires_at"  # the table's TimeToLiveSpecification (infra/, Dyn
 SWEEP_EVERY = 60.0  # seconds between sweeps
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 ONE_AT_A_TIME = threading.Lock()  # every request to the embedded database, from whichever way in
-YIELD_AT_MOST = 0.5  # seconds a background call waits for the API to be idle
+YIELD_AT_MOST = 0.5  # seconds a background call, or the tick's start, waits for the API to be idle
+QUIET = 0.1  # seconds with no request before a tick starts
 
 
 class Foreground:
     """How many API requests are being served; a background thread can wait for there to be none."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._serving = 0
         self._changed = threading.Condition()
+        self.clock = clock
+        self._last = float("-inf")  # when the last request was answered
 
     @contextmanager
     def serving(self) -> Iterator[None]:
@@ -66,6 +72,7 @@ class Foreground:
         finally:
             with self._changed:
                 self._serving -= 1
+                self._last = self.clock()
                 if not self._serving:
                     self._changed.notify_all()
 
@@ -73,6 +80,20 @@ class Foreground:
         """True once no request is being served; False if ``timeout`` seconds passed first."""
         with self._changed:
             return self._changed.wait_for(lambda: not self._serving, timeout)
+
+    def wait_quiet(self, quiet: float, timeout: float) -> bool:
+        """True once no request is being served and none was for ``quiet`` seconds; False if ``timeout``
+        seconds passed first."""
+        deadline = self.clock() + timeout
+        with self._changed:
+            while True:
+                now = self.clock()
+                if not self._serving and now - self._last >= quiet:
+                    return True
+                if now >= deadline:
+                    return False
+                wake = deadline if self._serving else min(deadline, self._last + quiet)
+                self._changed.wait(wake - now)
 
 
 FOREGROUND = Foreground()  # the local HTTP server's requests (local_http.py), streams excepted

@@ -4,6 +4,7 @@ processes through its HTTP server, and both ways take the same one-request-at-a-
 from __future__ import annotations
 
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,9 +15,11 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from chalicelib import local_database
 from chalicelib.local_database import (
     BACKGROUND,
     ONE_AT_A_TIME,
+    QUIET,
     AtomicMotoServer,
     Foreground,
     InProcess,
@@ -241,3 +244,71 @@ def test_the_schedule_runs_in_the_background() -> None:
     finally:
         ticker.stop()
     assert seen[0] is True and getattr(BACKGROUND, "active", False) is False  # that thread's, not this one's
+
+
+# --- and the tick starts only once the API has been quiet a moment ----------------------------------
+
+def test_quiet_is_no_request_being_served_and_none_for_a_while() -> None:
+    foreground = Foreground()
+    started = time.monotonic()
+    assert foreground.wait_quiet(0.3, timeout=10)  # nobody was ever served
+    assert time.monotonic() - started < 0.3
+    with foreground.serving():
+        pass
+    answered = time.monotonic()
+    assert foreground.wait_quiet(0.3, timeout=10)
+    assert time.monotonic() - answered >= 0.3
+
+
+def test_waiting_for_quiet_ends_at_its_bound_when_requests_keep_coming() -> None:
+    foreground = Foreground()
+    stop = threading.Event()
+
+    def reader() -> None:  # a request every 50 ms: never 0.3 s of quiet
+        while not stop.is_set():
+            with foreground.serving():
+                time.sleep(0.01)
+            time.sleep(0.04)
+
+    threading.Thread(target=reader, daemon=True).start()
+    try:
+        started = time.monotonic()
+        assert foreground.wait_quiet(0.3, timeout=1.0) is False
+        assert 1.0 <= time.monotonic() - started < 5
+    finally:
+        stop.set()
+
+
+def test_the_tick_waits_for_the_request_being_served_and_a_quiet_moment_after(monkeypatch: Any) -> None:
+    from chalicelib.local import Ticker
+
+    monkeypatch.setattr(local_database, "YIELD_AT_MOST", 30.0)
+    foreground = Foreground()
+    ticks: list[float] = []
+    ticker = Ticker(lambda: ticks.append(time.monotonic()), interval=0.01, foreground=foreground)
+    try:
+        with foreground.serving():  # a claim being served when the tick falls due
+            ticker.start()
+            time.sleep(0.5)
+            assert ticks == []
+            answered = time.monotonic()
+        wait_for(lambda: ticks, 10, "the first tick")
+        assert ticks[0] - answered >= QUIET
+    finally:
+        ticker.stop()
+
+
+def test_a_stream_of_requests_delays_the_tick_but_never_stops_it() -> None:
+    from chalicelib.local import Ticker
+
+    foreground = Foreground()
+    ticks: list[float] = []
+    ticker = Ticker(lambda: ticks.append(time.monotonic()), interval=0.01, foreground=foreground)
+    with foreground.serving():  # a request that never ends
+        started = time.monotonic()
+        ticker.start()
+        try:
+            wait_for(lambda: ticks, 10, "the first tick")
+        finally:
+            ticker.stop()
+    assert ticks[0] - started >= local_database.YIELD_AT_MOST
