@@ -9,6 +9,7 @@ repository, then measures:
   GET /deployments/{env}/{id} until it has a location -> that location answers 200. Each server
   is deleted before the next cold start.
 - burst: 10 concurrent launches on a warm pool of 10, each until its location answers (median of 3).
+- idle: the share of a core local mode's own process uses for IDLE_SECONDS beside a full pool (its tick).
 - pool hit: POST /deployments/{env} while the (settled) pool has servers available (201, location at once);
   also POST -> the location answering 200. Claimed in rounds of ``--pool-size``, the pool refilled
   and the claimed servers deleted between rounds, each round at a random point of the tick's cycle.
@@ -43,8 +44,11 @@ from urllib.parse import quote
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import psutil  # noqa: E402 (after the path)
+
 from chalicelib.backends.local import LocalSpawner  # noqa: E402 (after the path)
 from chalicelib.config import Settings  # noqa: E402
+from chalicelib.local import LOCAL_DEFAULTS  # noqa: E402
 from tests.event_source import events  # noqa: E402
 from tests.load import run_concurrently  # noqa: E402
 from tests.local_mode import LocalMode, call, local_mode, wait_for  # noqa: E402
@@ -189,6 +193,32 @@ def pool_round(local: LocalMode, env: str, claims: int) -> list[tuple[float, flo
     return timings
 
 
+IDLE_SECONDS = 20.0
+SPEED_STEPS = 1_000_000
+
+
+def machine_speed() -> float:
+    """Seconds this process takes for a fixed pure-Python loop: how fast the machine is right now. On this
+    two-core machine it moved by 1.6x within an hour (1.16 to 1.82 s for 10 million steps), and every
+    latency moves with it; the bench runs it before each round of pool hits, to be read beside them."""
+    started, total = time.perf_counter(), 0
+    for step in range(SPEED_STEPS):
+        total += step
+    return time.perf_counter() - started
+
+
+def idle_cpu(local: LocalMode, env: str, pool_size: int) -> float:
+    """The share of a core local mode's own process uses while nobody calls it and its pool is full: its
+    tick's cost (the schedule's every ``--tick`` seconds), what an operator's idle machine pays."""
+    wait_for(lambda: available(local, env) == pool_size, 120, f"the pool fills to {pool_size}")
+    time.sleep(SETTLE)
+    process = psutil.Process(local.process.pid)
+    before, started = process.cpu_times(), time.perf_counter()
+    time.sleep(IDLE_SECONDS)
+    after = process.cpu_times()
+    return (after.user + after.system - before.user - before.system) / (time.perf_counter() - started)
+
+
 PROXIED_REQUESTS = 200  # GET api/status through the proxy and straight to the server, taking turns
 
 
@@ -230,7 +260,9 @@ def measure(local: LocalMode, env: str, colds: int, hits: int, pool_size: int, t
     filled = pool_fill(local, env, pool_size)
     posts: list[float] = []
     ready: list[float] = []
+    speed: list[float] = []
     while len(posts) < hits:
+        speed.append(machine_speed())
         wait_for(lambda: available(local, env) == pool_size, 120, f"the pool fills to {pool_size}")
         # Warm, as for the burst (measured unsettled, the p95 swung from 34 to 62 ms), and at any point of the
         # tick's cycle, as a reader arrives: started a fixed SETTLE (= the tick) after the pool filled, a run's
@@ -240,15 +272,18 @@ def measure(local: LocalMode, env: str, colds: int, hits: int, pool_size: int, t
         for posted, answered in pool_round(local, env, min(pool_size, hits - len(posts))):
             posts.append(posted)
             ready.append(answered)
+    idle = idle_cpu(local, env, pool_size)
     local.api("DELETE", f"/pools/{env}")
     proxied = proxy_cost(local, env) if local.proxy() else {}
     bursts = [warm_burst(local, env, BURST) for _ in range(BURSTS)]
     streams = launch_streams(local, work, STREAMS)
     return {"cold_deploy_to_200": summary(cold), "jupyter_alone": summary(alone), "pool_fill": summary([filled]),
-            "warm_burst": summary(bursts), "pool_hit_post": summary(posts), "pool_hit_post_to_200": summary(ready),
+            "warm_burst": summary(bursts), "idle_cpu_share": idle, "machine_speed": summary(speed),
+            "pool_hit_post": summary(posts), "pool_hit_post_to_200": summary(ready),
             **{f"stream_{case}": summary(samples) for case, samples in streams.items()},
             **{f"status_{name}": summary(samples) for name, samples in proxied.items()},
-            "raw": {"cold": cold, "jupyter_alone": alone, "pool_hit_post": posts, "pool_hit_post_to_200": ready}}
+            "raw": {"cold": cold, "jupyter_alone": alone, "pool_hit_post": posts, "pool_hit_post_to_200": ready,
+                    "machine_speed": speed}}
 
 
 def table(results: dict[str, Any]) -> str:
@@ -270,6 +305,10 @@ def table(results: dict[str, Any]) -> str:
                 ("api/status through the proxy", results["status_through"])]
         lines += [f"{label:<46}{stats['n']:>4}" + "".join(f"{stats[k] * 1000:>9.1f}ms" for k in
                                                          ("median", "p95", "max")) for label, stats in rows]
+    lines.append(f"local mode idle beside a full pool: {results['idle_cpu_share'] * 100:.1f}% of a core")
+    speed = results["machine_speed"]
+    lines.append(f"the machine's speed before each round of pool hits: {SPEED_STEPS:,} Python steps in "
+                 f"{speed['median'] * 1000:.0f} ms (median), {speed['max'] * 1000:.0f} ms (slowest round)")
     lines.append(f"cold deploy / jupyter alone (medians): {results['cold_vs_jupyter']:.2f}x, "
                  f"{results['cold_over_jupyter_ms']:+.0f} ms")
     if "status_through" in results:
@@ -311,7 +350,9 @@ def main() -> None:
             results = measure(local, env, args.cold, args.hits, args.pool_size, args.tick, work)
     cold, alone = results["cold_deploy_to_200"]["median"], results["jupyter_alone"]["median"]
     results["cold_vs_jupyter"], results["cold_over_jupyter_ms"] = cold / alone, (cold - alone) * 1000
-    results["settings"] = {"router": args.router, "tick_seconds": args.tick, "check_interval_seconds": 1,
+    results["settings"] = {"router": args.router, "tick_seconds": args.tick,
+                           **{name.removeprefix("BINDERLESS_").lower(): int(value)
+                              for name, value in LOCAL_DEFAULTS.items() if name.endswith("CHECK_INTERVAL")},
                            "pool_size": args.pool_size, "cpus": os.cpu_count(), "python": platform.python_version()}
     report("local", table(results), results, as_json=args.json)
 
