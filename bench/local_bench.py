@@ -200,7 +200,7 @@ SPEED_STEPS = 1_000_000
 def machine_speed() -> float:
     """Seconds this process takes for a fixed pure-Python loop: how fast the machine is right now. On this
     two-core machine it moved by 1.6x within an hour (1.16 to 1.82 s for 10 million steps), and every
-    latency moves with it; the bench runs it before each round of pool hits, to be read beside them."""
+    latency moves with it; the bench runs it right before each round of pool hits, to be read beside them."""
     started, total = time.perf_counter(), 0
     for step in range(SPEED_STEPS):
         total += step
@@ -262,13 +262,13 @@ def measure(local: LocalMode, env: str, colds: int, hits: int, pool_size: int, t
     ready: list[float] = []
     speed: list[float] = []
     while len(posts) < hits:
-        speed.append(machine_speed())
         wait_for(lambda: available(local, env) == pool_size, 120, f"the pool fills to {pool_size}")
         # Warm, as for the burst (measured unsettled, the p95 swung from 34 to 62 ms), and at any point of the
         # tick's cycle, as a reader arrives: started a fixed SETTLE (= the tick) after the pool filled, a run's
         # rounds all met the tick at about the same point of it, and its p95 depended on that point (traced, in
         # the same hour: 34-35 ms in two runs where no round met a tick, 46 ms in one where one round did).
         time.sleep(SETTLE + random.uniform(0, tick))  # noqa: S311 (not a secret)
+        speed.append(machine_speed())  # the pool settled: what else runs here is not ours
         for posted, answered in pool_round(local, env, min(pool_size, hits - len(posts))):
             posts.append(posted)
             ready.append(answered)
