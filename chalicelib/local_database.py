@@ -18,8 +18,9 @@ Serving moto from a child process of its own was tried and measured: no faster (
 for a burst of 10, against 0.37 and 0.41 s in this process).
 
 Requests come first. On AWS the schedule runs in a Lambda of its own; here the tick shares the
-process and its interpreter lock, and a claim arriving while a tick runs waits for it: traced, every
-pool hit over 40 ms came while a tick ran (a claim's handler 28-41 ms against 15-19 ms, the same CPU).
+process and its interpreter lock, and a claim arriving while a tick runs waits for it: traced in one
+run, the pool hits over 40 ms were those that met a tick (a claim's handler took 28-41 ms against 15-19
+ms, for the same CPU).
 So the tick waits for the API to be quiet (``FOREGROUND``: no request being served, and none for
 ``QUIET`` seconds: a reader's POST, then their GET of the location from jupyter, then the next reader's
 POST), and each of its calls (``BACKGROUND``: the tick's thread) waits for no request being served;
@@ -55,7 +56,8 @@ QUIET = 0.1  # seconds with no request before a tick starts
 
 
 class Foreground:
-    """How many API requests are being served; a background thread can wait for there to be none."""
+    """How many API requests are being served, and when the last one was answered: a background thread
+    can wait for there to be none (``wait_idle``), or none for a while (``wait_quiet``)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._serving = 0
