@@ -19,8 +19,8 @@ for a burst of 10, against 0.37 and 0.41 s in this process).
 
 Requests come first. On AWS the schedule runs in a Lambda of its own; here the tick shares the
 process and its interpreter lock, and a claim arriving while a tick runs waits for it: traced in one
-run, the pool hits over 40 ms were those that met a tick (a claim's handler took 28-41 ms against 15-19
-ms, for the same CPU).
+run, the pool hits over 40 ms were those that met a tick (their handlers took up to 41 ms for 14-18 ms of
+CPU, and waited up to 23 ms to be accepted).
 So the tick waits for the API to be quiet (``FOREGROUND``: no request being served, and none for
 ``QUIET`` seconds: a reader's POST, then their GET of the location from jupyter, then the next reader's
 POST), and each of its calls (``BACKGROUND``: the tick's thread) waits for no request being served;
