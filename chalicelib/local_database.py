@@ -59,11 +59,10 @@ class Foreground:
     """How many API requests are being served, and when the last one was answered: a background thread
     can wait for there to be none (``wait_idle``), or none for a while (``wait_quiet``)."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self) -> None:
         self._serving = 0
         self._changed = threading.Condition()
-        self.clock = clock
-        self._last = float("-inf")  # when the last request was answered
+        self._last = float("-inf")  # when the last request was answered (time.monotonic)
 
     @contextmanager
     def serving(self) -> Iterator[None]:
@@ -74,22 +73,21 @@ class Foreground:
         finally:
             with self._changed:
                 self._serving -= 1
-                self._last = self.clock()
+                self._last = time.monotonic()
                 if not self._serving:
                     self._changed.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         """True once no request is being served; False if ``timeout`` seconds passed first."""
-        with self._changed:
-            return self._changed.wait_for(lambda: not self._serving, timeout)
+        return self.wait_quiet(0.0, timeout)
 
     def wait_quiet(self, quiet: float, timeout: float) -> bool:
         """True once no request is being served and none was for ``quiet`` seconds; False if ``timeout``
         seconds passed first."""
-        deadline = self.clock() + timeout
+        deadline = time.monotonic() + timeout
         with self._changed:
             while True:
-                now = self.clock()
+                now = time.monotonic()
                 if not self._serving and now - self._last >= quiet:
                     return True
                 if now >= deadline:
