@@ -56,7 +56,7 @@ def over_http(endpoint: str) -> Any:
 def in_process(endpoint: str, answered_at: str | None = None) -> Any:
     """A client of ``endpoint`` answered in this process (as local mode's own clients are)."""
     client = boto3.session.Session().client("dynamodb", endpoint_url=endpoint, **CREDENTIALS)
-    client.meta.events.register_first("before-send.dynamodb", InProcess(answered_at or endpoint))
+    client.meta.events.register_first("before-call.dynamodb", InProcess(answered_at or endpoint))
     return client
 
 
@@ -108,6 +108,51 @@ def test_failed_conditions_come_back_as_dynamodb_answers_them(endpoint: str) -> 
     assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
     assert claim(local, "first") and not claim(local, "second")
+
+
+CALLS: dict[str, tuple[str, dict[str, Any]]] = {  # what the store sends, and how DynamoDB refuses it
+    "query": ("query", {"TableName": TABLE, "KeyConditionExpression": "pk = :pk",
+                        "ExpressionAttributeValues": {":pk": {"S": "server-1"}}}),
+    "get an item": ("get_item", {"TableName": TABLE, "Key": {"pk": {"S": "server-1"}}}),
+    "a cancelled transaction": ("transact_write_items", {"TransactItems": [
+        {"Update": {"TableName": TABLE, "Key": {"pk": {"S": "server-1"}}, "UpdateExpression": "SET n = :n",
+                    "ExpressionAttributeValues": {":n": {"N": "1"}}}},
+        {"Update": {"TableName": TABLE, "Key": {"pk": {"S": "counter"}}, "UpdateExpression": "ADD n :one",
+                    "ConditionExpression": "n < :one", "ExpressionAttributeValues": {":one": {"N": "1"}},
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}]}),
+    "a failed condition": ("update_item", {"TableName": TABLE, "Key": {"pk": {"S": "counter"}},
+                                           "UpdateExpression": "ADD n :one", "ConditionExpression": "n < :one",
+                                           "ExpressionAttributeValues": {":one": {"N": "1"}}}),
+    "a bad expression": ("update_item", {"TableName": TABLE, "Key": {"pk": {"S": "counter"}},
+                                         "UpdateExpression": "SET n = :nowhere"}),
+    "no such table": ("get_item", {"TableName": "nowhere", "Key": {"pk": {"S": "server-1"}}}),
+}
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_this_process_gets_the_answers_and_errors_a_socket_gets(endpoint: str, call: str) -> None:
+    """What the store reads of an answer, or of a refusal (a cancelled transaction's reasons pick the
+    quota it exceeded), is the same in this process as over HTTP, and parsed the same way."""
+    local, remote = in_process(endpoint), over_http(endpoint)
+    create_table(local)
+    local.put_item(TableName=TABLE, Item={"pk": {"S": "counter"}, "n": {"N": "5"}})
+    operation, arguments = CALLS[call]
+
+    def answer(client: Any) -> dict[str, Any]:
+        try:
+            reply = getattr(client, operation)(**arguments)
+        except ClientError as error:
+            reply = error.response
+        metadata = reply.pop("ResponseMetadata")
+        reply["status"] = metadata["HTTPStatusCode"]
+        return reply
+
+    here, there = answer(local), answer(remote)
+    assert here == there
+    assert here["status"] == (200 if call in ("query", "get an item") else 400)
+    if call == "a cancelled transaction":
+        assert [reason["Code"] for reason in here["CancellationReasons"]] == ["None", "ConditionalCheckFailed"]
+        assert here["CancellationReasons"][1]["Item"] == {"pk": {"S": "counter"}, "n": {"N": "5"}}
 
 
 @pytest.mark.parametrize("way", ["in_process", "over_http"])
@@ -198,7 +243,7 @@ def test_the_sweeper_sweeps_once_a_minute_whatever_the_tick() -> None:
 
 def gated_client(endpoint: str, foreground: Foreground, yield_at_most: float) -> Any:
     client = boto3.session.Session().client("dynamodb", endpoint_url=endpoint, **CREDENTIALS)
-    client.meta.events.register_first("before-send.dynamodb", InProcess(endpoint, foreground=foreground,
+    client.meta.events.register_first("before-call.dynamodb", InProcess(endpoint, foreground=foreground,
                                                                         yield_at_most=yield_at_most))
     return client
 
