@@ -26,6 +26,7 @@ import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 from moto.core import responses as moto_responses  # noqa: E402
 from moto.dynamodb import models as dynamodb_models  # noqa: E402
+from moto.dynamodb.comparisons import ConditionExpressionParser  # noqa: E402
 from moto.dynamodb.models import DynamoDBBackend  # noqa: E402
 from moto.dynamodb.models.table import Table  # noqa: E402
 from moto.dynamodb.parsing import validators  # noqa: E402
@@ -45,7 +46,8 @@ REPLACED = [(DynamoDBBackend, "transact_write_items", "transact_write_items"),
             (UpdateExpressionParser, "make", "make"),
             (DepthFirstTraverser, "traverse", "depth_first"),
             (Table, "all_items", "all_items"),
-            (Table, "query", "query")]
+            (Table, "query", "query"),
+            (ConditionExpressionParser, "parse", "condition_parse")]
 MODULES = [(vars(dynamodb_models), "copy", "copy"), (vars(validators), "deepcopy", "validators_deepcopy"),
            (vars(moto_responses), "method_names_from_class", "method_names")]
 
@@ -64,8 +66,10 @@ def variants() -> dict[str, Callable[[], None]]:
                 owner[name] = value
 
     # The first three speed-ups alone (before reuse_parsed_expressions, walk_trees_once_per_kind,
-    # sort_items_by_key_values, queries_leave_the_table_unsorted and list_each_handlers_methods_once).
-    expressions = {"make", "depth_first", "validators_deepcopy", "all_items", "query", "method_names"}
+    # sort_items_by_key_values, queries_leave_the_table_unsorted, list_each_handlers_methods_once and
+    # reuse_parsed_conditions).
+    expressions = {"make", "depth_first", "validators_deepcopy", "all_items", "query", "method_names",
+                   "condition_parse"}
     earlier = [original if key in expressions else fast
                for (_, _, key), original, fast in zip([*REPLACED, *MODULES], originals, faster, strict=True)]
     return {"moto": lambda: put(originals), "local_moto_first_three": lambda: put(earlier),

@@ -9,6 +9,7 @@ function. Ctrl-C (or SIGTERM) stops it and every notebook server it started.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets
@@ -286,6 +287,12 @@ def run(host: str, port: int, stop: threading.Event) -> None:
         ticker = Ticker(scheduled(services), services.settings.local_tick)
         ticker.start()
         cleanup.callback(ticker.stop)
+        # A full garbage collection walks every object the process holds: over 150,000 once started (the
+        # SDK's service models, moto, the app), which live as long as it does. Traced beside pool hits, full
+        # collections took 115-136 ms (one every 20-60 s, a pause for every request); they are collected once
+        # here and left out of later ones: 9 ms traced after (with local_moto.forget_dropped_items).
+        gc.collect()
+        gc.freeze()
         print(banner(f"http://{host}:{port}", services.settings, database), flush=True)
         while not stop.wait(0.5):
             pass

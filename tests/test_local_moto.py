@@ -3,6 +3,7 @@ against moto with them, get the same answers (errors and rolled-back transaction
 
 from __future__ import annotations
 
+import gc
 import inspect
 from collections.abc import Iterator
 from typing import Any, Callable
@@ -13,6 +14,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core import responses as moto_responses
 from moto.dynamodb import models as dynamodb_models
+from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import Item
 from moto.dynamodb.models.table import Table
@@ -129,6 +131,14 @@ def conversation() -> list[Any]:
             TableName=TABLE, Key=key("a"), UpdateExpression="SET #s = :s, t = if_not_exists(t, :s) ADD hits :one",
             ExpressionAttributeNames={"#s": "state"}, ReturnValues="ALL_NEW",
             ExpressionAttributeValues={":s": {"S": value}, ":one": {"N": "1"}}) for value in ("x", "y", "z")),
+        # One condition, other values each time: it holds, it fails, a value is given it does not use, it holds.
+        *(lambda values=values: client.update_item(  # type: ignore[misc]
+            TableName=TABLE, Key=key("a"), UpdateExpression="SET seen = :seen",
+            ConditionExpression="#s = :was AND attribute_exists(#h)",
+            ExpressionAttributeNames={"#s": "state", "#h": "hits"}, ReturnValues="ALL_NEW",
+            ExpressionAttributeValues={":seen": {"N": str(len(values))}, **values})
+          for values in ({":was": {"S": "z"}}, {":was": {"S": "x"}}, {":was": {"S": "z"}, ":extra": {"N": "1"}},
+                         {":was": {"S": "z"}})),
         # Queries over items written out of key order, in three partitions: forwards, backwards, page by page.
         *(lambda sk=sk, pk=pk, at=at: client.put_item(  # type: ignore[misc]
             TableName=TABLE, Item={**key(sk, pk=pk), "avail_env": {"S": "env"}, "created_at": {"N": at}})
@@ -167,6 +177,8 @@ def speeded_up() -> Iterator[None]:
         Table.all_items = originals["all_items"]  # type: ignore[method-assign]
         Table.query = originals["query"]  # type: ignore[method-assign]
         vars(moto_responses)["method_names_from_class"] = originals["method_names"]
+        ConditionExpressionParser.parse = originals["condition_parse"]  # type: ignore[method-assign]
+        Item.__new__ = originals["item_new"]  # type: ignore[method-assign]
         originals.clear()
 
 
@@ -178,7 +190,9 @@ def test_every_answer_is_the_one_moto_gives(speeded_up: None, monkeypatch: pytes
                                    (UpdateExpressionParser, "make", "make"),
                                    (DepthFirstTraverser, "traverse", "depth_first"),
                                    (Table, "all_items", "all_items"),
-                                   (Table, "query", "query")):
+                                   (Table, "query", "query"),
+                                   (ConditionExpressionParser, "parse", "condition_parse"),
+                                   (Item, "__new__", "item_new")):
             as_it_was.setattr(where, name, local_moto.ORIGINALS[saved])
         as_it_was.setitem(vars(dynamodb_models), "copy", local_moto.ORIGINALS["copy"])
         as_it_was.setitem(vars(validators), "deepcopy", local_moto.ORIGINALS["validators_deepcopy"])
@@ -228,6 +242,53 @@ def test_an_expression_is_parsed_once_however_often_it_is_written(speeded_up: No
         item = client.get_item(TableName=TABLE, Key=key("a"))["Item"]
     assert tokenized.count(expression) == 1  # moto alone: twice a call, 10 in all
     assert (item["state"], item["claimed_at"]) == ({"S": "s4"}, {"N": "4"})
+
+
+def test_a_condition_is_parsed_once_for_the_same_names_and_values(speeded_up: None,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto parsed a transaction's condition three times a call: to check its names are used, to check
+    it, and in the update it makes."""
+    lexed: list[str] = []
+    lex = ConditionExpressionParser._lex_condition_expression
+    monkeypatch.setattr(ConditionExpressionParser, "_lex_condition_expression",
+                        lambda parser: lexed.append(parser.condition_expression) or lex(parser))
+    condition = "#s = :was"
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        Dynamo(TABLE, "us-east-1", client).create_table()
+        client.put_item(TableName=TABLE, Item={**key("a"), "state": {"S": "available"}})
+        outcomes = []
+        for was in ("available", "available", "running", "available"):
+            try:
+                client.transact_write_items(TransactItems=[update(
+                    "a", "SET n = :n", ConditionExpression=condition, ExpressionAttributeNames={"#s": "state"},
+                    ExpressionAttributeValues={":was": {"S": was}, ":n": {"N": str(len(outcomes))}})])
+                outcomes.append("written")
+            except ClientError:
+                outcomes.append("refused")
+        item = client.get_item(TableName=TABLE, Key=key("a"))["Item"]
+    assert outcomes == ["written", "written", "refused", "written"]  # the values are never the cached ones
+    assert item["n"] == {"N": "3"}
+    assert lexed.count(condition) == 4  # once a call; moto alone: 11 (three a call, two for the refused one)
+
+
+def test_an_item_written_over_is_freed(speeded_up: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto kept every version of every item for good (local mode grew by two items an UpdateItem, and
+    its full garbage collections took longer with each)."""
+    def items() -> list[Item]:
+        gc.collect()
+        return [thing for thing in gc.get_objects() if type(thing) is Item]
+
+    already = {id(item): item for item in items()}  # another test's (held here, so no id is reused)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        Dynamo(TABLE, "us-east-1", client).create_table()
+        for _ in range(300):
+            client.update_item(TableName=TABLE, Key=key("a"), UpdateExpression="ADD n :one",
+                               ExpressionAttributeValues={":one": {"N": "1"}})
+        made = [item for item in items() if id(item) not in already]
+        assert len(made) == 1  # the table's one item; moto alone: 600
+        assert client.get_item(TableName=TABLE, Key=key("a"))["Item"]["n"] == {"N": "300"}
 
 
 def test_a_query_reads_the_table_unsorted_and_a_scan_in_key_order(speeded_up: None,
