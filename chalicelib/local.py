@@ -289,7 +289,7 @@ def run(host: str, port: int, stop: threading.Event) -> None:
         cleanup.callback(ticker.stop)
         # A full garbage collection walks every object the process holds: over 150,000 once started (the
         # SDK's service models, moto, the app), which live as long as it does. Traced beside pool hits, full
-        # collections took 115-136 ms (one every 20-60 s, a pause for every request); they are collected once
+        # collections took 115-430 ms (one every 20-60 s, a pause for every request); they are collected once
         # here and left out of later ones: 9 ms traced after (with local_moto.forget_dropped_items).
         gc.collect()
         gc.freeze()

@@ -9,10 +9,6 @@ every item it ever made), the others make every call dearer than it need be:
   Traced beside 60 pool hits, local mode held 2,531 items for about 30 live ones, and each of its
   full garbage collections (one every 20-60 s) took 115-430 ms, a pause for every request.
   ``forget_dropped_items`` makes items untracked: one nobody holds any more is freed.
-- **A transaction's conditions are parsed three times a call** (to check that every name and value
-  given is used, to check the condition, then again in the update it makes).
-  ``reuse_parsed_conditions`` parses a condition once for the same names and values: a claim's
-  Query and transaction 11.8 -> 11.1 ms (0.94x, medians of 600 claims in turns).
 
 - **Every Query and Scan sorts the whole table** by its keys (``Table.all_items``), comparing
   DynamoType against DynamoType, each comparison converting both values again: a claim's Query of
@@ -42,10 +38,14 @@ every item it ever made), the others make every call dearer than it need be:
   skips it (a Scan still sorts). **Every request lists its handler's methods** with ``inspect.getmembers``
   to find the action's: ``list_each_handlers_methods_once`` lists them once per class. A claim beside
   1,000 stopped servers: 18.7 -> 13.7 ms; on an empty table 13.3 -> 12.7 ms (a slow day).
+- **A transaction's conditions are parsed three times a call** (to check that every name and value
+  given is used, to check the condition, then again in the update it makes).
+  ``reuse_parsed_conditions`` parses a condition once for the same names and values: a claim's
+  Query and transaction 11.8 -> 11.1 ms (0.94x, medians of 600 claims in turns).
 
 All are checked against moto's own behaviour in tests/test_local_moto.py. Installed once, by local
 mode before it starts its embedded server (``local.start_database``); they change nothing a client
-can see.
+can see (but moto's dashboard, which lists no items since ``forget_dropped_items``).
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def reuse_parsed_expressions() -> None:
     vars(validators)["deepcopy"] = _copy_tree_or_deepcopy  # the validator's copy of the tree (and of values)
 
 
-PARSED_CONDITIONS = 1024  # distinct (condition, names, values) kept parsed: a claim's are the same every time
+PARSED_CONDITIONS = 1024  # distinct (condition, names, values) kept parsed: a call's three parses share one
 
 
 def reuse_parsed_conditions() -> None:
@@ -234,7 +234,8 @@ def forget_dropped_items() -> None:
     """moto's models are kept in a list of their class's as they are made (``instances_tracked``, for its
     dashboard), and the list is emptied only when moto is reset: every version of every item ever
     written stays in memory (two an UpdateItem: the new one and moto's copy of the old). Items are
-    made untracked, and an item nobody holds any more is freed."""
+    made untracked, and an item nobody holds any more is freed. moto's dashboard (``/moto-api/`` at
+    the embedded endpoint) lists no items since; a Scan, or the operator CLI, shows them."""
     Item.__new__ = staticmethod(_untracked)  # type: ignore[assignment]
 
 
