@@ -272,7 +272,7 @@ def test_a_condition_is_parsed_once_for_the_same_names_and_values(speeded_up: No
     assert lexed.count(condition) == 4  # once a call; moto alone: 11 (three a call, two for the refused one)
 
 
-def test_an_item_written_over_is_freed(speeded_up: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_item_written_over_is_freed(speeded_up: None) -> None:
     """moto kept every version of every item for good (local mode grew by two items an UpdateItem, and
     its full garbage collections took longer with each)."""
     def items() -> list[Item]:
